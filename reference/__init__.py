@@ -1,0 +1,24 @@
+"""Trusted reference implementations of every number format in Lab 3.2.1.
+
+Graders score students against this package; it imports nothing from ``grader`` or
+``assignments``.
+"""
+
+from .formats import ALIASES, FORMATS, BlockFormat, FloatFormat, IntFormat, get_format
+from .hardware import arch_name, current_capability, describe_device, native_formats
+from .lab import (
+    analyze_model_memory,
+    bytes_per_param,
+    calculate_model_memory,
+    calculate_snr,
+    recommend_precision,
+    task_memory,
+)
+from .quantize import Quantized, cast, dequantize, fake_quantize, quantize
+
+__all__ = [
+    "ALIASES", "FORMATS", "BlockFormat", "FloatFormat", "IntFormat", "Quantized",
+    "analyze_model_memory", "arch_name", "bytes_per_param", "calculate_model_memory", "calculate_snr",
+    "cast", "current_capability", "dequantize", "describe_device", "fake_quantize", "get_format",
+    "native_formats", "quantize", "recommend_precision", "task_memory",
+]

@@ -1,0 +1,187 @@
+"""Reference answers for the lab's exercises: SNR, the memory calculator and the advisor.
+
+The memory rules (the notebook states the same ones, so a student can match them):
+
+* Weights: ``params_billions * bytes_per_param`` GB, with decimal GB (1 GB = 1e9 bytes,
+  as GPU spec sheets count; 128 GB of DGX Spark memory is 128e9 bytes). Bytes per
+  parameter follow the lab: fp32 4, fp16/bf16 2, fp8/int8 1, fp4/int4/nvfp4 0.5.
+  ``include_scale_overhead=True`` uses the format's ``bits_per_element / 8`` instead
+  (nvfp4 4.5 bits, mxfp4 4.25, mxfp8 8.25).
+* Inference: weights x 1.2. The 20% is headroom for the KV cache and activations, the
+  upper end of the lab's "10-20%" (the safe side when deciding whether a model fits).
+* Training: weights x 4: weights, gradients and two Adam moments, each stored at the
+  chosen precision (the lab's "3-4x more memory"). Real mixed-precision Adam keeps FP32
+  master weights and moments, about 16 bytes per parameter; the notebook says so.
+* A model fits when its memory is <= the budget.
+
+The advisor climbs down a ladder of precisions, best quality first:
+
+* inference: bf16 -> fp8 -> fp4 (BF16 baseline, FP8 E4M3, NVFP4-style FP4)
+* training:  fp32 -> bf16 -> fp8 (FP4 is not a training format)
+
+``quality_priority`` picks where the search starts: "quality" at the first rung,
+"balanced" at the second, "memory" at the last. The answer is the first rung from there
+down that fits; when none fits, the last rung, with ``fits=False``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from .formats import FORMATS, get_format
+
+GB = 1e9
+INFERENCE_OVERHEAD = 1.2  # weights + 20% for KV cache and activations
+TRAINING_MULTIPLIER = 4.0  # weights + gradients + 2 Adam moments, all at the chosen precision
+
+# The lab's bytes-per-parameter table (storage of the elements only, no scale overhead).
+BYTES_PER_PARAM = {
+    "fp32": 4.0, "fp16": 2.0, "bf16": 2.0,
+    "fp8": 1.0, "int8": 1.0,
+    "fp4": 0.5, "int4": 0.5, "nvfp4": 0.5, "mxfp4": 0.5,
+}
+# Precisions the Exercise 1 table reports, in this order.
+ANALYSIS_PRECISIONS = ("fp32", "fp16", "bf16", "fp8", "int8", "int4", "fp4")
+LADDERS = {"inference": ("bf16", "fp8", "fp4"), "training": ("fp32", "bf16", "fp8")}
+PRIORITY_START = {"quality": 0, "balanced": 1, "memory": 2}
+
+
+# ----------------------------------------------------------------------------------------
+# SNR
+# ----------------------------------------------------------------------------------------
+
+def calculate_snr(original: Any, quantized: Any) -> float:
+    """Return the signal-to-noise ratio of ``quantized`` against ``original`` in dB.
+
+    SNR = 10 * log10(sum(original**2) / sum((original - quantized)**2)), computed in float64.
+    Identical tensors give +inf. An all-zero original with any error gives -inf.
+    """
+    a = _as_float64(original, "original")
+    b = _as_float64(quantized, "quantized")
+    if a.shape != b.shape:
+        raise ValueError(
+            f"original has shape {tuple(a.shape)} but quantized has shape {tuple(b.shape)}; "
+            "SNR compares element by element, so pass tensors of the same shape."
+        )
+    for name, t in (("original", a), ("quantized", b)):
+        if bool(torch.isnan(t).any()):
+            raise ValueError(f"{name} contains NaN ({int(torch.isnan(t).sum())} element(s)); SNR is undefined. "
+                             "Check the quantizer for a division by zero.")
+    signal = float((a * a).sum())
+    noise = float(((a - b) ** 2).sum())
+    if noise == 0.0:
+        return math.inf
+    if signal == 0.0:
+        return -math.inf
+    return 10.0 * math.log10(signal / noise)
+
+
+def _as_float64(x: Any, name: str) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        t = x.detach()
+    else:
+        try:
+            t = torch.as_tensor(x)
+        except Exception as exc:  # noqa: BLE001
+            raise TypeError(f"{name} must be a tensor or array, got {type(x).__name__}") from exc
+    if t.numel() == 0:
+        raise ValueError(f"{name} is empty; SNR needs at least one element.")
+    return t.to(torch.float64).cpu()
+
+
+# ----------------------------------------------------------------------------------------
+# Memory
+# ----------------------------------------------------------------------------------------
+
+def _check_size(params_billions: Any) -> float:
+    if isinstance(params_billions, bool) or not isinstance(params_billions, (int, float)) or math.isnan(params_billions):
+        raise TypeError(f"params_billions must be a number of parameters in billions (e.g. 70), got {params_billions!r}")
+    if params_billions < 0 or math.isinf(params_billions):
+        raise ValueError(f"params_billions must be a finite number >= 0, got {params_billions!r}")
+    return float(params_billions)
+
+
+def _check_budget(budget: Any) -> float:
+    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or math.isnan(budget):
+        raise TypeError(f"memory_budget_gb must be a number of GB (e.g. 128), got {budget!r}")
+    if budget <= 0:
+        raise ValueError(f"memory_budget_gb must be > 0 GB, got {budget!r}")
+    return float(budget)
+
+
+def _check_task(task: Any) -> str:
+    if task not in LADDERS:
+        raise ValueError(f"task must be one of {', '.join(map(repr, LADDERS))}, got {task!r}")
+    return task
+
+
+def bytes_per_param(precision: str, include_scale_overhead: bool = False) -> float:
+    """Bytes one parameter takes at ``precision`` (lab table; scale overhead optional)."""
+    if not isinstance(precision, str):
+        raise TypeError(f"precision must be a string such as 'fp16', got {type(precision).__name__}")
+    key = precision.lower()
+    if include_scale_overhead or key not in BYTES_PER_PARAM:
+        try:
+            return get_format(key).bits_per_element / 8
+        except ValueError:
+            valid = sorted(set(BYTES_PER_PARAM) | set(FORMATS))
+            raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(valid)}") from None
+    return BYTES_PER_PARAM[key]
+
+
+def calculate_model_memory(params_billions: float, precision: str, include_scale_overhead: bool = False) -> float:
+    """Return the memory of a model's weights in GB (1 GB = 1e9 bytes)."""
+    return _check_size(params_billions) * bytes_per_param(precision, include_scale_overhead)
+
+
+def task_memory(params_billions: float, precision: str, task: str = "inference") -> float:
+    """Return the memory a task needs in GB: weights x 1.2 (inference) or x 4 (training)."""
+    factor = INFERENCE_OVERHEAD if _check_task(task) == "inference" else TRAINING_MULTIPLIER
+    return calculate_model_memory(params_billions, precision) * factor
+
+
+def analyze_model_memory(params_billions: float, memory_budget_gb: float = 128, task: str = "inference") -> dict:
+    """Exercise 1: memory and fit of every precision, plus a recommendation.
+
+    Returns ``{"precisions": {name: {"memory_gb": float, "fits": bool}}, "recommendation": str | None}``.
+    The recommendation is the first rung of the task's ladder (quality first) that fits, or
+    None when nothing fits.
+    """
+    size = _check_size(params_billions)
+    budget = _check_budget(memory_budget_gb)
+    _check_task(task)
+    table = {}
+    for p in ANALYSIS_PRECISIONS:
+        mem = task_memory(size, p, task)
+        table[p] = {"memory_gb": mem, "fits": mem <= budget}
+    rec = next((p for p in LADDERS[task] if table[p]["fits"]), None)
+    return {"precisions": table, "recommendation": rec}
+
+
+def recommend_precision(
+    model_params_billions: float,
+    memory_budget_gb: float = 128,
+    task: str = "inference",
+    quality_priority: str = "balanced",
+) -> dict:
+    """Recommend a precision; return ``{"precision", "memory_gb", "fits", "reasoning"}``."""
+    size = _check_size(model_params_billions)
+    budget = _check_budget(memory_budget_gb)
+    ladder = LADDERS[_check_task(task)]
+    if quality_priority not in PRIORITY_START:
+        raise ValueError(f"quality_priority must be one of {', '.join(map(repr, PRIORITY_START))}, got {quality_priority!r}")
+    start = PRIORITY_START[quality_priority]
+    for p in ladder[start:]:
+        mem = task_memory(size, p, task)
+        if mem <= budget:
+            why = (f"{p.upper()} needs {mem:.1f} GB for {task} of a {size:g}B model, within the "
+                   f"{budget:g} GB budget; it is the highest-quality option for priority '{quality_priority}'.")
+            return {"precision": p, "memory_gb": mem, "fits": True, "reasoning": why}
+    p = ladder[-1]
+    mem = task_memory(size, p, task)
+    why = (f"Even {p.upper()} needs {mem:.1f} GB for {task} of a {size:g}B model, more than the "
+           f"{budget:g} GB budget: use more memory, a smaller model, or offloading.")
+    return {"precision": p, "memory_gb": mem, "fits": False, "reasoning": why}
