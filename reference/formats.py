@@ -58,8 +58,8 @@ class FloatFormat:
     @property
     def _max_exponent_field(self) -> int:
         all_ones = (1 << self.exponent_bits) - 1
-        # IEEE reserves the all-ones field for inf/NaN; FN, E2M1 and E8M0 keep it for numbers.
-        return all_ones - 1 if self.specials == "ieee" else all_ones
+        # IEEE reserves the all-ones field for inf/NaN and E8M0 for NaN; FN and E2M1 keep it for numbers.
+        return all_ones - 1 if self.specials in ("ieee", "e8m0") else all_ones
 
     @property
     def _max_mantissa_at_top(self) -> int:

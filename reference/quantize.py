@@ -90,6 +90,16 @@ def _round_float(x: torch.Tensor, fmt: FloatFormat) -> torch.Tensor:
     """
     if fmt.mantissa_bits >= F32_MANT:
         return x.clone()
+    if fmt.emax - fmt.mantissa_bits + F32_MANT > F32_BIAS:
+        # C would overflow float32 (bf16: same exponent range as fp32). Round the float32
+        # bit pattern instead: with an identical exponent range, rounding the mantissa to
+        # nearest even is the whole cast, subnormals included.
+        drop = F32_MANT - fmt.mantissa_bits
+        a = x.clamp(-fmt.max, fmt.max)
+        bits = a.view(torch.int32).clone()
+        lsb = (bits >> drop) & 1
+        bits.add_(lsb).add_((1 << (drop - 1)) - 1).bitwise_and_(~((1 << drop) - 1))
+        return torch.where(torch.isnan(a), a, bits.view(torch.float32))
     a = x.abs().clamp_(max=fmt.max)  # NaN stays NaN; inf saturates
     e = a.view(torch.int32) >> F32_MANT  # biased float32 exponent (sign bit is 0)
     e.clamp_(min=fmt.emin + F32_BIAS, max=fmt.emax + F32_BIAS)
