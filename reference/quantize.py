@@ -72,7 +72,7 @@ def _check_last_dim(x: torch.Tensor, block: int, what: str) -> None:
 
 def _nan_amax(x: torch.Tensor, dim=None, keepdim: bool = False) -> torch.Tensor:
     """amax of |x| ignoring NaN (NaN counts as 0)."""
-    a = torch.nan_to_num(x.abs(), nan=0.0)
+    a = x.abs().nan_to_num_(nan=0.0)
     return a.amax() if dim is None else a.amax(dim=dim, keepdim=keepdim)
 
 
@@ -80,33 +80,41 @@ def _nan_amax(x: torch.Tensor, dim=None, keepdim: bool = False) -> torch.Tensor:
 # Element casts
 # ----------------------------------------------------------------------------------------
 
-def _round_float(x: torch.Tensor, fmt: FloatFormat) -> torch.Tensor:
+def _round_float(x: torch.Tensor, fmt: FloatFormat, inplace: bool = False) -> torch.Tensor:
     """Round float32 ``x`` to ``fmt``: nearest, ties to even, saturating at +-max.
 
     The rounding is done by float32 addition: adding ``C = 2**(e + 23 - M)`` to ``|x|``
     (``e`` its binade, clamped to the format's smallest normal binade) leaves an ulp of
     ``2**(e - M)``, exactly one step of the target format, and IEEE addition rounds to
-    nearest even. Subtracting ``C`` again is exact.
+    nearest even. Subtracting ``C`` again is exact. With ``inplace=True`` ``x`` (a
+    temporary of the caller's) is overwritten, which keeps the peak memory near 2x.
     """
     if fmt.mantissa_bits >= F32_MANT:
-        return x.clone()
+        return x if inplace else x.clone()
     if fmt.emax - fmt.mantissa_bits + F32_MANT > F32_BIAS:
         # C would overflow float32 (bf16: same exponent range as fp32). Round the float32
         # bit pattern instead: with an identical exponent range, rounding the mantissa to
         # nearest even is the whole cast, subnormals included.
         drop = F32_MANT - fmt.mantissa_bits
-        a = x.clamp(-fmt.max, fmt.max)
-        bits = a.view(torch.int32).clone()
-        lsb = (bits >> drop) & 1
-        bits.add_(lsb).add_((1 << (drop - 1)) - 1).bitwise_and_(~((1 << drop) - 1))
-        return torch.where(torch.isnan(a), a, bits.view(torch.float32))
-    a = x.abs().clamp_(max=fmt.max)  # NaN stays NaN; inf saturates
+        a = x.clamp_(-fmt.max, fmt.max) if inplace else x.clamp(-fmt.max, fmt.max)
+        nan = torch.isnan(a)
+        bits = a.view(torch.int32)
+        lsb = (bits >> drop).bitwise_and_(1)
+        bits.add_(lsb)
+        del lsb
+        bits.add_((1 << (drop - 1)) - 1).bitwise_and_(~((1 << drop) - 1))
+        return a.masked_fill_(nan, float("nan")) if bool(nan.any()) else a
+    sign = torch.signbit(x)
+    a = x.abs_() if inplace else x.abs()
+    a.clamp_(max=fmt.max)  # NaN stays NaN; inf saturates
     e = a.view(torch.int32) >> F32_MANT  # biased float32 exponent (sign bit is 0)
     e.clamp_(min=fmt.emin + F32_BIAS, max=fmt.emax + F32_BIAS)
     e.add_(F32_MANT - fmt.mantissa_bits).bitwise_left_shift_(F32_MANT)
     c = e.view(torch.float32)
     a.add_(c).sub_(c)
-    return a.copysign_(x)
+    del e, c
+    bits = a.view(torch.int32)
+    return bits.bitwise_or_(sign.to(torch.int32).bitwise_left_shift_(31)).view(torch.float32)
 
 
 def cast(x: Any, name: str) -> torch.Tensor:
@@ -218,21 +226,22 @@ def _quantize_int(x: torch.Tensor, fmt: IntFormat, symmetric: bool = True, group
         _check_group(group_size)
         _check_last_dim(x, group_size, "group_size")
     g = _grouped(x, group_size)
-    clean = torch.nan_to_num(g, nan=0.0)
     if symmetric:
         # The lab's scheme: scale = amax / qmax, so only +-qmax is reached (DESIGN §2).
-        amax = clean.abs().amax(dim=-1, keepdim=True)
+        amax = _nan_amax(g, dim=-1, keepdim=True)
         scale = amax / fmt.qmax
         scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-        q = torch.round(g / scale).clamp_(fmt.qmin, fmt.qmax)
+        q = torch.div(g, scale).round_().clamp_(fmt.qmin, fmt.qmax)
         zp = None
     else:
+        clean = torch.nan_to_num(g, nan=0.0)
         lo = clean.amin(dim=-1, keepdim=True).clamp(max=0.0)
         hi = clean.amax(dim=-1, keepdim=True).clamp(min=0.0)
         scale = (hi - lo) / (fmt.qmax - fmt.qmin)
         scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+        del clean
         zp = (fmt.qmin - torch.round(lo / scale)).clamp_(fmt.qmin, fmt.qmax)
-        q = (torch.round(g / scale) + zp).clamp_(fmt.qmin, fmt.qmax)
+        q = torch.div(g, scale).round_().add_(zp).clamp_(fmt.qmin, fmt.qmax)
     if values_only:  # fake_quantize: NaN propagates through round/clamp by itself
         return ((q if zp is None else q.sub_(zp)).mul_(scale)).reshape(x.shape)
     nan = torch.isnan(g)
@@ -259,7 +268,7 @@ def _quantize_float(x: torch.Tensor, fmt: FloatFormat, per_tensor_scale: Optiona
         amax = _nan_amax(x)
         scale = (amax / fmt.max).reshape(1, 1)
         scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-        q = _round_float(x / scale.reshape(()), fmt)
+        q = _round_float(x / scale.reshape(()), fmt, inplace=True)
     else:
         scale = torch.ones(1, 1, device=x.device)
         q = _round_float(x, fmt)
@@ -290,14 +299,14 @@ def _quantize_nvfp4(x: torch.Tensor, fmt: BlockFormat, tensor_scale: bool = True
     blocks = x.reshape(*x.shape[:-1], x.shape[-1] // bs, bs)
     block_amax = blocks.abs().amax(dim=-1, keepdim=True)  # NaN propagates: a NaN block gets a NaN scale
     if tensor_scale:
-        amax = _nan_amax(x)
+        amax = torch.nan_to_num(block_amax, nan=0.0).amax()  # = nan-ignoring amax(|x|), one pass saved
         t = amax / (FP8_E4M3.max * FP4_E2M1.max)
         t = torch.where(t > 0, t, torch.ones_like(t))
     else:
         t = torch.ones((), device=x.device)
     s = _round_float((block_amax / FP4_E2M1.max / t).clamp_(min=FP8_E4M3.min_normal, max=FP8_E4M3.max), FP8_E4M3)
     recip = (1.0 / t) / s
-    q = _round_float((blocks * recip).clamp_(-FP4_E2M1.max, FP4_E2M1.max), FP4_E2M1)
+    q = _round_float((blocks * recip).clamp_(-FP4_E2M1.max, FP4_E2M1.max), FP4_E2M1, inplace=True)
     if values_only:  # a NaN scale makes its block NaN by itself
         return q.mul_(t * s).reshape(x.shape)
     nan_block = torch.isnan(s)
@@ -327,7 +336,7 @@ def _quantize_mx(x: torch.Tensor, fmt: BlockFormat, values_only: bool = False):
     scale_codes[nan_block] = 0xFF
     scale = torch.ldexp(torch.ones_like(block_amax), exp.to(torch.float32))
     scale = torch.where(nan_block, torch.full_like(scale, float("nan")), scale)
-    q = _round_float((blocks / scale).clamp_(-elem.max, elem.max), elem)
+    q = _round_float((blocks / scale).clamp_(-elem.max, elem.max), elem, inplace=True)
     if values_only:
         return q.mul_(scale).reshape(x.shape)
     q = torch.where(nan_block, torch.zeros((), device=x.device), q)
