@@ -1,0 +1,102 @@
+"""Graded checks as data: one :class:`Check` per scored behaviour, grouped by exercise.
+
+A check receives the student (an object with ``call(name, *args, **kwargs)`` and
+``get(name)`` that reach the sandbox) and a numpy ``Generator`` seeded from the course's
+hidden seed and the check's name, and raises :class:`Fail` with a student-facing message
+when the behaviour is wrong. Messages name the input class and what was wrong, never a
+hidden input or a hidden expected value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+
+class Fail(Exception):
+    """The student's answer is wrong; the message is shown to the student."""
+
+
+@dataclass(frozen=True)
+class Check:
+    exercise: str
+    name: str
+    points: float
+    hidden: bool
+    what: str  # the input class, shown to students: "identical tensors", "training, custom budgets"
+    run: Callable[[Any, np.random.Generator], None]
+
+
+CHECKS: list[Check] = []
+EXERCISES: dict[str, str] = {}  # id -> title
+
+
+def check(exercise: str, name: str, points: float, what: str, hidden: bool = True):
+    def deco(fn):
+        CHECKS.append(Check(exercise, name, points, hidden, what, fn))
+        return fn
+    return deco
+
+
+def rng_for(seed: str, check: Check) -> np.random.Generator:
+    """Hidden inputs: unpredictable without the course's seed, identical on every regrade."""
+    digest = hashlib.sha256(f"{seed}/{check.exercise}/{check.name}".encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:16], "little"))
+
+
+# ---------------------------------------------------------------------------------------
+# comparison helpers: validate the student's plain data before comparing it
+# ---------------------------------------------------------------------------------------
+
+def as_number(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, np.ndarray) and value.size == 1:
+            return float(value.reshape(()))
+        kind = "nothing (None)" if value is None else f"a {type(value).__name__}"
+        raise Fail(f"{what}: expected a number, got {kind}. Return a float (e.g. float(x) or tensor.item()).")
+    return float(value)
+
+
+def as_dict(value: Any, what: str, keys: tuple[str, ...] = ()) -> dict:
+    if not isinstance(value, dict):
+        kind = "nothing (None)" if value is None else f"a {type(value).__name__}"
+        raise Fail(f"{what}: expected a dict, got {kind}.")
+    missing = [k for k in keys if k not in value]
+    if missing:
+        raise Fail(f"{what}: the dict is missing key(s) {', '.join(map(repr, missing))}.")
+    return value
+
+
+def close(got: float, want: float, rel: float, abs_: float = 0.0) -> bool:
+    if math.isinf(want) or math.isnan(want):
+        return got == want or (math.isnan(want) and math.isnan(got))
+    return math.isfinite(got) and abs(got - want) <= max(abs_, rel * abs(want))
+
+
+def ratio_hint(got: float, want: float) -> str:
+    """A hint from the ratio of the student's value to the expected one, not the value itself."""
+    if not (math.isfinite(got) and math.isfinite(want)) or want == 0 or got == 0:
+        return ""
+    r = got / want
+    for k, hint in ((2.0, "twice too large: 20*log10 is for amplitude ratios; a power ratio takes 10*log10"),
+                    (0.5, "half the expected size: did you take the ratio of amplitudes (RMS) instead of powers?"),
+                    (1.2, "20% too large"), (1 / 1.2, "too small by a factor 1.2: is the inference headroom missing?"),
+                    (1e9 / 2**30, "about 7% too small: that is GiB (2**30 bytes); the lab uses GB = 1e9 bytes"),
+                    (4.0, "4x too large"), (0.25, "4x too small")):
+        if abs(r - k) < 1e-3 * k:
+            return f" Your value is {hint}."
+    return ""
+
+
+from . import advisor, memory, snr  # noqa: E402,F401  (registers the checks)
+
+
+def by_exercise() -> dict[str, list[Check]]:
+    out: dict[str, list[Check]] = {}
+    for c in CHECKS:
+        out.setdefault(c.exercise, []).append(c)
+    return out

@@ -1,0 +1,87 @@
+"""Exercise ``snr``: calculate_snr, snr_by_format and the best format for Gaussian weights."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+import reference
+
+from . import EXERCISES, Fail, as_dict, as_number, check, close, ratio_hint
+
+EXERCISES["snr"] = "Exercise 2: signal-to-noise ratio"
+TOL_DB = 0.01  # the notebook states: SNR within 0.01 dB (float64 vs float32 sums differ far less)
+FORMAT_TOL_DB = 0.05
+
+
+def _snr(student, x: np.ndarray, q: np.ndarray, what: str) -> None:
+    want = reference.calculate_snr(torch.from_numpy(x), torch.from_numpy(q))
+    got = as_number(student.call("calculate_snr", x, q), f"calculate_snr on {what}")
+    if not close(got, want, 0.0, TOL_DB):
+        raise Fail(f"calculate_snr on {what} is off by more than {TOL_DB} dB.{ratio_hint(got, want)}")
+
+
+@check("snr", "snr_known_value", 1, "original [3, 4] vs quantized [3, 3]", hidden=False)
+def known_value(student, rng):
+    _snr(student, np.array([3.0, 4.0], np.float32), np.array([3.0, 3.0], np.float32), "original [3, 4], quantized [3, 3]")
+
+
+@check("snr", "snr_gaussian_int8", 1, "Gaussian weights vs their INT8 quantization")
+def gaussian_int8(student, rng):
+    x = rng.standard_normal(int(rng.integers(2000, 6000))).astype(np.float32) * float(rng.uniform(0.01, 0.2))
+    q = reference.fake_quantize(torch.from_numpy(x), "int8").numpy()
+    _snr(student, x, q, "Gaussian weights vs their INT8 quantization")
+
+
+@check("snr", "snr_half_amplitude", 1, "a quantized copy at half the amplitude (argument order matters)")
+def half_amplitude(student, rng):
+    x = rng.standard_normal(int(rng.integers(500, 1500))).astype(np.float32)
+    _snr(student, x, (x * 0.5).astype(np.float32), "a copy scaled by 0.5 (is the signal the ORIGINAL's power?)")
+
+
+@check("snr", "snr_identical", 0.5, "identical tensors (no noise)")
+def identical(student, rng):
+    x = rng.standard_normal(256).astype(np.float32)
+    got = student.call("calculate_snr", x, x.copy())
+    got = as_number(got, "calculate_snr on identical tensors")
+    if not (math.isinf(got) and got > 0):
+        raise Fail("calculate_snr on identical tensors must return float('inf'): the noise power is 0.")
+
+
+@check("snr", "snr_any_shape", 0.5, "2-D tensors with large values and 10 dB of noise")
+def any_shape(student, rng):
+    x = (rng.standard_normal((32, 48)) * 1000).astype(np.float32)
+    q = (x + rng.standard_normal(x.shape) * 1000 * math.sqrt(0.1)).astype(np.float32)
+    _snr(student, x, q, "2-D tensors with large values")
+
+
+@check("snr", "snr_by_format", 1, "snr_by_format on Gaussian weights")
+def by_format(student, rng):
+    w = rng.standard_normal(16 * int(rng.integers(200, 600))).astype(np.float32) * float(rng.uniform(0.02, 0.1))
+    got = as_dict(student.call("snr_by_format", w), "snr_by_format(weights)", ("int8", "int4", "fp8", "fp4"))
+    t = torch.from_numpy(w)
+    spec = {"int8": ("int8", {}), "int4": ("int4", {}), "fp8": ("fp8_e4m3", {}), "fp4": ("nvfp4", {})}
+    wrong = []
+    for key, (name, opts) in spec.items():
+        want = reference.calculate_snr(t, reference.fake_quantize(t, name, **opts))
+        value = as_number(got[key], f"snr_by_format(weights)[{key!r}]")
+        if not close(value, want, 0.0, FORMAT_TOL_DB):
+            wrong.append(key)
+    if wrong:
+        raise Fail(f"snr_by_format on Gaussian weights: the SNR of {', '.join(wrong)} is off by more than "
+                   f"{FORMAT_TOL_DB} dB. Use the notebook's quantizers (symmetric_quantize, fp8_quantize, "
+                   "nvfp4_quantize) and your calculate_snr.")
+
+
+@check("snr", "best_format", 1, "BEST_FORMAT_FOR_GAUSSIAN: which format preserves Gaussian weights best")
+def best_format(student, rng):
+    got = student.get("BEST_FORMAT_FOR_GAUSSIAN")
+    if not isinstance(got, str):
+        raise Fail("BEST_FORMAT_FOR_GAUSSIAN must be a string such as 'int4'.")
+    x = torch.from_numpy(rng.standard_normal(16 * 1024).astype(np.float32))
+    snrs = {k: reference.calculate_snr(x, reference.fake_quantize(x, n))
+            for k, n in (("int8", "int8"), ("int4", "int4"), ("fp8", "fp8_e4m3"), ("fp4", "nvfp4"))}
+    if got.strip().lower() != max(snrs, key=snrs.get):
+        raise Fail("BEST_FORMAT_FOR_GAUSSIAN is not the format with the highest SNR in your snr_by_format table.")

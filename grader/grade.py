@@ -1,0 +1,178 @@
+"""Grade one notebook: run it in the sandbox, then score every check in this process."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import nbformat
+
+from . import config
+from .checks import EXERCISES, Check, Fail, by_exercise, rng_for
+from .sandbox import LEVELS, Limits, Sandbox, StudentError
+
+
+class NotebookError(Exception):
+    """The file is not a readable notebook (the message is one line for the TA)."""
+
+
+class IsolationError(Exception):
+    """The sandbox could not reach the isolation level the course requires."""
+
+
+@dataclass
+class CheckResult:
+    name: str
+    passed: bool
+    points: float
+    max_points: float
+    hidden: bool
+    message: str
+
+    def public_dict(self) -> dict:
+        return {"name": self.name, "passed": self.passed, "points": self.points, "message": self.message}
+
+
+@dataclass
+class ExerciseResult:
+    id: str
+    title: str
+    score: float
+    max_score: float
+    checks: list[CheckResult] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    notebook: str
+    total: float
+    max_total: float
+    exercises: dict[str, ExerciseResult]
+    isolation: str
+    isolation_detail: str
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    cells: list = field(default_factory=list, repr=False)  # per code cell: stdout, stderr, error
+
+    def to_json(self) -> dict:
+        return {
+            "total": self.total,
+            "max_total": self.max_total,
+            "exercises": {
+                k: {"score": e.score, "max_score": e.max_score, "checks": [c.public_dict() for c in e.checks]}
+                for k, e in self.exercises.items()
+            },
+            "isolation": self.isolation,
+            "isolation_detail": self.isolation_detail,
+            "notes": self.notes,
+        }
+
+
+def read_cells(path: Path) -> list[str]:
+    """Return the sources of the notebook's code cells, in order; NotebookError if unreadable."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise NotebookError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise NotebookError(f"{path}: cannot read the file ({exc.__class__.__name__})") from None
+    return cells_of_text(text, str(path))
+
+
+def cells_of_text(text: str, label: str) -> list[str]:
+    try:
+        raw = json.loads(text)
+    except ValueError:
+        raise NotebookError(f"{label}: not a notebook (the file is not JSON); export it from Jupyter as .ipynb") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("cells"), list):
+        raise NotebookError(f"{label}: not a notebook (no list of cells)")
+    cells = []
+    for c in raw["cells"]:
+        if isinstance(c, dict) and c.get("cell_type") == "code":
+            src = c.get("source", "")
+            cells.append("".join(src) if isinstance(src, list) else str(src))
+    return cells
+
+
+def grade_cells(cells: list[str], *, label: str = "notebook", exercises: Optional[list[str]] = None,
+                include_hidden: bool = True, settings: Optional[config.Settings] = None) -> Report:
+    """Run ``cells`` in a sandbox and score the checks. The core of every grading path."""
+    settings = settings or config.load()
+    start = time.monotonic()
+    groups = by_exercise()
+    wanted = exercises or list(groups)
+    with Sandbox(cells, limits=settings.limits, level=settings.isolation, course_root=settings.course_root) as sb:
+        run = sb.run
+        if LEVELS.index(run.level) < LEVELS.index(settings.min_isolation):
+            raise IsolationError(
+                f"the sandbox reached isolation level '{run.level}' but the course requires "
+                f"'{settings.min_isolation}' ({run.detail}). Run as root or enable unprivileged user "
+                "namespaces, or lower LabGrader.min_isolation in course_config.py."
+            )
+        notes = []
+        if run.fatal:
+            notes.append(run.fatal)
+        for i, c in enumerate(run.cells, 1):
+            if c.error and c.error != "not run":
+                notes.append(f"code cell {i} raised {c.error.splitlines()[0][:300]}")
+        results = {}
+        for ex in wanted:
+            checks = [c for c in groups[ex] if include_hidden or not c.hidden]
+            crs = [_run_check(sb, c, settings.hidden_seed) for c in checks]
+            results[ex] = ExerciseResult(ex, EXERCISES[ex], round(sum(c.points for c in crs), 6),
+                                         float(sum(c.points for c in checks)), crs)
+    total = round(sum(e.score for e in results.values()), 6)
+    max_total = float(sum(e.max_score for e in results.values()))
+    return Report(label, total, max_total, results, run.level, run.detail, notes, time.monotonic() - start,
+                  cells=run.cells)
+
+
+def _run_check(sb: Sandbox, check: Check, seed: str) -> CheckResult:
+    try:
+        check.run(sb, rng_for(seed, check))
+    except Fail as exc:
+        return CheckResult(check.name, False, 0.0, check.points, check.hidden, str(exc))
+    except StudentError as exc:
+        text = str(exc)
+        if text.startswith("NotImplementedError") or (text.startswith("NameError") and "not defined" in text):
+            msg = f"not implemented yet ({text.split(':')[0]}): fill in the stub, run the cell, and save the notebook"
+        else:
+            msg = f"calling your code on {check.what} failed: {text}"
+        return CheckResult(check.name, False, 0.0, check.points, check.hidden, msg)
+    except Exception as exc:  # noqa: BLE001 - odd data from the student that slipped past validation
+        msg = f"your answer for {check.what} has an unexpected form ({type(exc).__name__}); see the exercise's instructions"
+        return CheckResult(check.name, False, 0.0, check.points, check.hidden, msg)
+    return CheckResult(check.name, True, float(check.points), check.points, check.hidden, "passed")
+
+
+def grade_path(path: Path, **kwargs: Any) -> Report:
+    return grade_cells(read_cells(path), label=str(path), **kwargs)
+
+
+def check_line(c: CheckResult) -> str:
+    tag = "hidden check" if c.hidden else "public check"
+    if c.passed:
+        return f"[PASS] {c.name} ({tag}, {c.max_points:g} pt)"
+    return f"[FAIL] {c.name} ({tag}, 0 / {c.max_points:g} pt): {c.message}"
+
+
+def report_lines_for_exercise(e: ExerciseResult, r: Report) -> list[str]:
+    lines = [f"{e.title}: {e.score:g} / {e.max_score:g} points (graded by the trusted grader, isolation: {r.isolation})"]
+    lines += ["  " + check_line(c) for c in e.checks]
+    if r.notes and e.score < e.max_score:
+        lines.append("  notes from running your notebook: " + "; ".join(r.notes[:3]))
+    return lines
+
+
+def format_report(r: Report) -> str:
+    """Human-readable feedback: per exercise, per check, what was wrong and what to do."""
+    lines = [f"{r.notebook}: {r.total:g} / {r.max_total:g} points  (isolation: {r.isolation}; {r.isolation_detail})"]
+    for e in r.exercises.values():
+        lines.append(f"  {e.id:<8} {e.score:>4g} / {e.max_score:<4g} {e.title}")
+        lines += ["      " + check_line(c) for c in e.checks]
+    for n in r.notes:
+        lines.append(f"  note: {n}")
+    return "\n".join(lines)

@@ -1,0 +1,666 @@
+"""Write the instructor notebook source/lab321/lab321.ipynb from the cells below.
+
+    .venv/bin/python source/build_lab.py
+
+The notebook is data in this file so that its text can be reviewed as a diff; a test
+checks the committed .ipynb equals what this script writes. Solution regions sit between
+``### BEGIN SOLUTION`` and ``### END SOLUTION``; nbgrader replaces them with stubs.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nbformat
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "lab321" / "lab321.ipynb"
+CELLS: list = []
+
+
+def md(text: str) -> None:
+    CELLS.append(nbformat.v4.new_markdown_cell(text.strip("\n")))
+
+
+def code(text: str, *, cell_id: str | None = None, solution: bool = False, grade: bool = False,
+         points: float = 0, locked: bool = False) -> None:
+    cell = nbformat.v4.new_code_cell(text.strip("\n"))
+    if solution or grade or locked:
+        meta = {"solution": solution, "grade": grade, "locked": locked or grade, "schema_version": 3,
+                "grade_id": cell_id}
+        if grade:
+            meta["points"] = points
+        cell.metadata["nbgrader"] = meta
+    CELLS.append(cell)
+
+
+# =======================================================================================
+md(r"""
+# Lab 3.2.1: Data Type Exploration
+
+**What you will learn**
+- how FP32, FP16, BF16, FP8 (E4M3/E5M2) and FP4 (E2M1) store a number, bit by bit
+- how INT8/INT4 quantization works (symmetric and asymmetric) and what a scale costs
+- how NVFP4 and MXFP4 use block scales to make 4 bits usable
+- how much memory each precision needs, and which GPU runs which format natively
+- how to measure quantization quality with the signal-to-noise ratio (SNR)
+
+**How this lab is graded.** Three graded exercises: `snr` (Exercise 2), `memory`
+(Exercise 1) and `advisor` (the challenge). Each has a few *public* checks you can run here
+and *hidden* checks with other inputs, run by the grader. Run `pytest assignments/` (or the
+check cells) to see where you stand: passing the public checks does not mean full marks.
+
+Every number this notebook states is printed by a code cell, so you can check it yourself.
+""")
+
+md(r"""
+## Part 0: Environment check
+
+GPUs run some formats on their tensor cores ("natively"); everything else is emulated in
+software, which is what this notebook does so it runs anywhere, CPU included.
+
+| GPU | compute capability | FP8 | FP4 (NVFP4) |
+|---|---|---|---|
+| A100, RTX 30 | 8.0, 8.6 | no | no |
+| L4, L40, RTX 40 (Ada) | 8.9 | **yes** | no |
+| H100, H200 (Hopper) | 9.0 | yes | no |
+| B200 / B300 (Blackwell) | 10.0 / 10.3 | yes (+ MXFP8) | yes (NVFP4, MXFP4) |
+| RTX 50 (Blackwell) | 12.0 | yes | yes (NVFP4) |
+| DGX Spark GB10 | 12.1 | yes | yes (NVFP4) |
+
+Note Ada (8.9): FP8 tensor cores arrived with Ada, not with Hopper.
+""")
+
+code(r"""
+import math
+import struct
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+
+def native_formats(capability):
+    # Formats with tensor-core support for a GPU of compute capability (major, minor); None = no GPU.
+    if capability is None:
+        return ()
+    major, minor = capability
+    fmts = ["fp32", "fp16", "bf16", "int8"] if major >= 8 else ["fp32", "fp16", "int8"]
+    if (major, minor) >= (8, 9):
+        fmts += ["fp8_e4m3", "fp8_e5m2"]
+    if major in (10, 11):
+        fmts += ["mxfp8", "nvfp4", "mxfp4", "fp4_e2m1"]
+    elif major >= 12:
+        fmts += ["nvfp4", "fp4_e2m1"]
+    return tuple(fmts)
+
+
+ALL_FORMATS = ("fp32", "fp16", "bf16", "fp8_e4m3", "fp8_e5m2", "fp4_e2m1", "int8", "int4", "nvfp4", "mxfp4", "mxfp8")
+
+
+def environment_report(capability=None, name=None):
+    # Describe a device: its capability, native formats and what runs emulated.
+    native = native_formats(capability)
+    lines = [f"PyTorch {torch.__version__}", f"Device: {name or 'CPU only'}"]
+    if capability is not None:
+        lines.append(f"Compute capability: {capability[0]}.{capability[1]}")
+    lines.append("Native formats: " + (", ".join(native) if native else "none (no GPU)"))
+    lines.append("Emulated here: " + ", ".join(f for f in ALL_FORMATS if f not in native))
+    return "\n".join(lines)
+
+
+if torch.cuda.is_available():
+    print(environment_report(torch.cuda.get_device_capability(0), torch.cuda.get_device_name(0)))
+else:
+    print(environment_report())
+""", cell_id="environment", locked=True)
+
+# =======================================================================================
+md(r"""
+## Part 1: How a float stores a number
+
+A binary float has a sign bit, `E` exponent bits and `M` mantissa bits. A *normal* number is
+`(-1)^s * 2^(e - bias) * (1 + m / 2^M)`; when the exponent field is 0 the number is
+*subnormal*: `(-1)^s * 2^(1 - bias) * (m / 2^M)`. What the all-ones exponent field means
+differs by format:
+
+- IEEE-like (FP32, FP16, BF16, FP8 **E5M2**): all-ones exponent = inf or NaN.
+- FP8 **E4M3FN** (the "FN" = finite): only `S.1111.111` is NaN, so the top binade still holds
+  numbers. That is why its largest value is 448 and not 240 (240 would be the largest value
+  of an IEEE-style E4M3).
+- FP4 **E2M1**: no inf, no NaN; all 16 codes are numbers.
+
+The cell below derives each format's largest value and smallest normal from the bit layout.
+""")
+
+code(r"""
+# name: (exponent bits, mantissa bits, bias, what the all-ones exponent means)
+FLOAT_FORMATS = {
+    "fp32": (8, 23, 127, "ieee"),
+    "fp16": (5, 10, 15, "ieee"),
+    "bf16": (8, 7, 127, "ieee"),
+    "fp8_e4m3": (4, 3, 7, "fn"),
+    "fp8_e5m2": (5, 2, 15, "ieee"),
+    "fp4_e2m1": (2, 1, 1, "none"),
+}
+
+
+def format_max(exp_bits, man_bits, bias, specials):
+    # Largest finite value, from the bit layout.
+    top_field = 2**exp_bits - 1 if specials != "ieee" else 2**exp_bits - 2
+    top_mant = 2**man_bits - 1 if specials != "fn" else 2**man_bits - 2
+    return 2.0 ** (top_field - bias) * (1 + top_mant / 2**man_bits)
+
+
+def format_min_normal(exp_bits, man_bits, bias, specials):
+    return 2.0 ** (1 - bias)
+
+
+print(f"{'format':<10}{'bits':>5}{'max':>14}{'min normal':>14}{'min subnormal':>16}")
+for name, (e, m, b, sp) in FLOAT_FORMATS.items():
+    print(f"{name:<10}{1 + e + m:>5}{format_max(e, m, b, sp):>14.6g}"
+          f"{format_min_normal(e, m, b, sp):>14.6g}{2.0 ** (1 - b - m):>16.6g}")
+""", cell_id="formats", locked=True)
+
+md(r"""
+### Rounding to a format
+
+To round `x` to a float format: find its binade `2^k <= |x| < 2^(k+1)` (never below the
+smallest normal binade), so one step of the format there is `2^(k - M)`; round `|x| / step`
+to the nearest integer, **ties to even**; multiply back; saturate at the largest value.
+`torch.frexp` gives the binade exactly, and `torch.round` rounds half to even.
+""")
+
+code(r"""
+def round_to_float(x, fmt):
+    # Round float32 x to a float format: nearest, ties to even, saturate at +-max, NaN stays NaN.
+    e, m, b, sp = FLOAT_FORMATS[fmt]
+    x = x.float()
+    if m >= 23:
+        return x.clone()
+    a = x.abs().clamp(max=format_max(e, m, b, sp))
+    _, exponent = torch.frexp(a)                       # a = mantissa * 2**exponent, mantissa in [0.5, 1)
+    binade = (exponent - 1).clamp(min=1 - b)           # floor(log2 a), never below the smallest normal binade
+    step = torch.ldexp(torch.ones_like(a), binade - m)  # one step of the format in this binade
+    return torch.copysign(torch.round(a / step) * step, x)
+
+
+pi = torch.tensor([math.pi])
+print(f"{'format':<10}{'pi stored as':>16}{'abs error':>12}")
+for name in FLOAT_FORMATS:
+    stored = round_to_float(pi, name).item()
+    print(f"{name:<10}{stored:>16.10f}{abs(stored - math.pi):>12.2e}")
+
+fp4 = round_to_float(torch.tensor([0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0, 7.0]), "fp4_e2m1")
+print("FP4 ties to even: 0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5, 7 ->", fp4.tolist())
+""", cell_id="rounding", locked=True)
+
+md(r"""
+### Round-trip error of FP16 and BF16
+
+FP16 has more mantissa bits (finer steps), BF16 more exponent bits (FP32's range). Round
+Gaussian "weights" through each and look at the relative error.
+""")
+
+code(r"""
+torch.manual_seed(0)
+weights = torch.randn(50_000) * 0.05
+fig, ax = plt.subplots(1, 2, figsize=(12, 4))
+for i, name in enumerate(["fp16", "bf16"]):
+    rel = ((round_to_float(weights, name) - weights).abs() / weights.abs()).numpy()
+    ax[i].hist(np.log10(rel[rel > 0]), bins=80, color=["tab:blue", "tab:orange"][i])
+    ax[i].set(title=f"{name}: log10 relative error", xlabel="log10(|error| / |x|)")
+    print(f"{name}: median relative error {np.median(rel):.2e}, max {rel.max():.2e}")
+plt.tight_layout()
+plt.show()
+print("FP16 largest value:", format_max(*FLOAT_FORMATS["fp16"]), "- beyond it FP16 overflows; BF16 reaches",
+      f"{format_max(*FLOAT_FORMATS['bf16']):.3g}")
+""")
+
+# =======================================================================================
+md(r"""
+## Part 2: Integer quantization (INT8 and INT4)
+
+**Symmetric** (one scale per tensor): `scale = max(|x|) / qmax`, `q = clamp(round(x / scale), qmin, qmax)`,
+value `q * scale`, with `qmax = 2^(b-1) - 1` (127 for INT8, 7 for INT4) and `qmin = -2^(b-1)`.
+
+**Asymmetric** (scale and zero point): widen the range to include 0 (`lo = min(min(x), 0)`,
+`hi = max(max(x), 0)`), then `scale = (hi - lo) / (qmax - qmin)`,
+`zero_point = clamp(qmin - round(lo / scale), qmin, qmax)`, `q = clamp(round(x / scale) + zero_point, qmin, qmax)`,
+value `(q - zero_point) * scale`. Asymmetric helps when the data is not centred on 0 (e.g. after a ReLU).
+""")
+
+code(r"""
+def symmetric_quantize(x, bits):
+    # Fake-quantize x to a signed `bits`-bit integer with one scale = max|x| / qmax.
+    qmin, qmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    x = x.float()
+    scale = x.abs().max() / qmax
+    if scale == 0:
+        scale = torch.tensor(1.0)
+    return torch.clamp(torch.round(x / scale), qmin, qmax) * scale
+
+
+def asymmetric_quantize(x, bits):
+    # Fake-quantize x with a scale and a zero point covering [min(x, 0), max(x, 0)].
+    qmin, qmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    x = x.float()
+    lo, hi = x.min().clamp(max=0), x.max().clamp(min=0)
+    scale = (hi - lo) / (qmax - qmin)
+    if scale == 0:
+        scale = torch.tensor(1.0)
+    zero_point = torch.clamp(qmin - torch.round(lo / scale), qmin, qmax)
+    q = torch.clamp(torch.round(x / scale) + zero_point, qmin, qmax)
+    return (q - zero_point) * scale
+
+
+relu_acts = torch.relu(torch.randn(10_000))
+for bits in (8, 4):
+    for name, fn in (("symmetric", symmetric_quantize), ("asymmetric", asymmetric_quantize)):
+        err = (fn(relu_acts, bits) - relu_acts).pow(2).mean().sqrt().item()
+        print(f"INT{bits} {name:<10} on ReLU activations: RMS error {err:.5f}")
+""", cell_id="int_quant", locked=True)
+
+code(r"""
+w = torch.randn(2000) * 0.05
+fig, ax = plt.subplots(1, 3, figsize=(15, 4))
+ax[0].hist(w.numpy(), bins=100, color="gray"); ax[0].set_title("FP32 weights")
+for i, bits in ((1, 8), (2, 4)):
+    q = symmetric_quantize(w, bits)
+    ax[i].hist(q.numpy(), bins=100, color="tab:green")
+    ax[i].set_title(f"INT{bits}: {q.unique().numel()} distinct values")
+plt.tight_layout()
+plt.show()
+""")
+
+# =======================================================================================
+md(r"""
+## Part 3: FP8 — E4M3 and E5M2 as real floating point
+
+FP8 is a real 8-bit float: its values are spaced geometrically (fine near 0, coarse far
+away), not on a uniform grid. We scale the tensor so its largest magnitude lands on the
+format's largest value (`scale = max|x| / max`), round to the format, and scale back.
+E4M3 (more mantissa) is the usual choice for weights and activations; E5M2 (more range)
+for gradients.
+""")
+
+code(r"""
+def fp8_quantize(x, fmt="fp8_e4m3"):
+    # Fake-quantize x to FP8 with one per-tensor scale = max|x| / max of the format.
+    fmax = format_max(*FLOAT_FORMATS[fmt])
+    x = x.float()
+    scale = x.abs().max() / fmax
+    if scale == 0:
+        scale = torch.tensor(1.0)
+    return round_to_float(x / scale, fmt) * scale
+
+
+gauss = torch.randn(200_000, generator=torch.Generator().manual_seed(0))
+for fmt in ("fp8_e4m3", "fp8_e5m2"):
+    q = fp8_quantize(gauss, fmt)
+    noise = (gauss - q).pow(2).sum()
+    print(f"{fmt}: {q.unique().numel()} distinct levels used, SNR {10 * torch.log10(gauss.pow(2).sum() / noise).item():.1f} dB")
+
+levels = round_to_float(torch.linspace(0, 448, 200_000), "fp8_e4m3").unique()
+plt.figure(figsize=(10, 2.5))
+plt.plot(levels.numpy(), np.zeros(len(levels)), "|", markersize=20)
+plt.xscale("symlog", linthresh=0.01)
+plt.title(f"The {len(levels)} non-negative E4M3 values (symlog axis): geometric spacing")
+plt.show()
+""", cell_id="fp8", locked=True)
+
+md(r"""
+**Compare with INT8.** Both use 8 bits. Which preserves Gaussian weights better with one
+per-tensor scale? Run the cell: the answer is measured, not assumed. (Hint: INT8's 255
+uniform levels cover a Gaussian's bulk finely; FP8 spends many of its levels on tiny
+magnitudes and has coarse steps near the maximum.) FP formats win when data has a
+heavy tail or outliers, and fine-grained block scales win on top of that — see Part 4.
+""")
+
+code(r"""
+def snr_db(x, q):
+    return 10 * torch.log10(x.double().pow(2).sum() / (x.double() - q.double()).pow(2).sum()).item()
+
+
+heavy = torch.distributions.StudentT(2.0).sample((200_000,))
+for label, data in (("Gaussian", gauss), ("heavy-tailed (Student-t, 2 dof)", heavy)):
+    print(f"{label:<32} INT8 {snr_db(data, symmetric_quantize(data, 8)):5.1f} dB   "
+          f"FP8 E4M3 {snr_db(data, fp8_quantize(data)):5.1f} dB")
+""")
+
+# =======================================================================================
+md(r"""
+## Part 4: FP4 — E2M1, NVFP4 and MXFP4
+
+E2M1 has just 15 values: 0, ±0.5, ±1, ±1.5, ±2, ±3, ±4, ±6. One scale per tensor is far too
+coarse for 4 bits, so 4-bit formats scale small **blocks**:
+
+- **NVFP4** (NVIDIA): blocks of 16 along the last dimension, each with an **FP8 E4M3** scale,
+  plus one FP32 scale per tensor. 4 bits + 8/16 = **4.5 bits per weight**.
+  Tensor scale `t = max|x| / (448 * 6)`; block scale `s = e4m3(max|block| / 6 / t)`
+  (clamped to [2^-6, 448]); element `q = e2m1(x / (t * s))`, value `q * t * s`.
+- **MXFP4** (OCP Microscaling v1.0): blocks of 32, each with an **E8M0** scale (a power of two):
+  `s = 2^(floor(log2 max|block|) - 2)` (2 = E2M1's largest exponent); element
+  `q = e2m1(clamp(x / s, -6, 6))`. 4 + 8/32 = **4.25 bits per weight**.
+""")
+
+code(r"""
+def nvfp4_quantize(x, block=16):
+    # Fake-quantize x (last dimension a multiple of 16) to NVFP4: E2M1 x E4M3 block scale x FP32 tensor scale.
+    x = x.float()
+    blocks = x.reshape(*x.shape[:-1], x.shape[-1] // block, block)
+    amax = x.abs().max()
+    t = amax / (448.0 * 6.0) if amax > 0 else torch.tensor(1.0)
+    block_amax = blocks.abs().amax(dim=-1, keepdim=True)
+    s = round_to_float((block_amax / 6.0 / t).clamp(min=2.0**-6, max=448.0), "fp8_e4m3")
+    q = round_to_float((blocks * ((1.0 / t) / s)).clamp(-6.0, 6.0), "fp4_e2m1")
+    return (q * (t * s)).reshape(x.shape)
+
+
+def mxfp4_quantize(x, block=32):
+    # Fake-quantize x (last dimension a multiple of 32) to MXFP4: E2M1 x E8M0 power-of-two block scale.
+    x = x.float()
+    blocks = x.reshape(*x.shape[:-1], x.shape[-1] // block, block)
+    _, exponent = torch.frexp(blocks.abs().amax(dim=-1, keepdim=True))
+    scale_exp = (exponent - 1 - 2).clamp(-127, 127)  # floor(log2 amax) - emax(E2M1); a zero block gets 2**-127
+    s = torch.ldexp(torch.ones_like(blocks[..., :1]), scale_exp)
+    q = round_to_float((blocks / s).clamp(-6.0, 6.0), "fp4_e2m1")
+    return (q * s).reshape(x.shape)
+
+
+w = torch.randn(512, 1024, generator=torch.Generator().manual_seed(1)) * 0.02
+for name, q in (("INT4 per-tensor", symmetric_quantize(w, 4)), ("FP4 E2M1 per-tensor", fp8_quantize(w, "fp4_e2m1")),
+                ("MXFP4 (32, E8M0)", mxfp4_quantize(w)), ("NVFP4 (16, E4M3)", nvfp4_quantize(w))):
+    print(f"{name:<22} SNR {snr_db(w, q):5.1f} dB")
+print(f"NVFP4 is {16 / 4.5:.2f}x smaller than FP16/BF16 and {8 / 4.5:.2f}x smaller than FP8; MXFP4 {16 / 4.25:.2f}x vs FP16")
+""", cell_id="fp4", locked=True)
+
+code(r"""
+fig, ax = plt.subplots(1, 2, figsize=(13, 4))
+e2m1 = torch.tensor([0, 0.5, 1, 1.5, 2, 3, 4, 6.0])
+int4 = torch.arange(0, 8.0) * 6 / 7
+ax[0].plot(e2m1.numpy(), np.ones(8), "o", label="E2M1 (FP4)")
+ax[0].plot(int4.numpy(), np.zeros(8), "s", label="INT4 scaled to the same max")
+ax[0].set_yticks([]); ax[0].legend(); ax[0].set_title("Non-negative levels: FP4 is denser near 0")
+sample = w[:8].reshape(-1)
+for name, q in (("INT4", symmetric_quantize(w, 4)), ("NVFP4", nvfp4_quantize(w))):
+    ax[1].hist((q - w).reshape(-1).numpy(), bins=120, alpha=0.6, label=name)
+ax[1].set_title("Error distribution"); ax[1].legend()
+plt.tight_layout()
+plt.show()
+""")
+
+md(r"""
+**About accuracy claims.** NVIDIA's NVFP4 announcement reports about 1% or less accuracy loss
+on key tasks for large models quantized to NVFP4 (and published Nemotron results lose about
+0.9 points on MMLU-Pro); a "<0.1% loss" claim has no source. What you measured above is
+the reconstruction SNR of weights, which is a different (and model-independent) quantity.
+""")
+
+# =======================================================================================
+md(r"""
+## Part 5: Memory
+
+**The rules used throughout this lab (and by the grader):**
+
+1. Weights take `params_billions * bytes_per_param` GB, with **GB = 10^9 bytes** (not GiB).
+   Bytes per parameter: fp32 4, fp16/bf16 2, fp8/int8 1, fp4/int4 0.5.
+2. **Inference** needs the weights **× 1.2**: 20% headroom for the KV cache and activations.
+3. **Training** needs the weights **× 4**: weights, gradients and two Adam moments, each stored
+   at the chosen precision. (Real mixed-precision training keeps FP32 master weights and Adam
+   moments, about 16 bytes per parameter; we use the simpler rule.)
+4. A model **fits** when its memory is `<=` the budget (default: DGX Spark's 128 GB).
+""")
+
+code(r"""
+BYTES_PER_PARAM = {"fp32": 4, "fp16": 2, "bf16": 2, "fp8": 1, "int8": 1, "fp4": 0.5, "int4": 0.5, "nvfp4": 0.5}
+
+
+def calculate_model_memory(params_billions, precision):
+    # Memory of a model's weights in GB (1 GB = 1e9 bytes).
+    return params_billions * BYTES_PER_PARAM[precision.lower()]
+
+
+model_sizes = [1, 3, 7, 13, 34, 70, 100, 200]
+precisions = ["fp32", "fp16", "int8", "int4"]
+print(f"{'model':<8}" + "".join(f"{p.upper():>9}" for p in precisions) + "   weights fit in 128 GB at")
+for size in model_sizes:
+    mems = [calculate_model_memory(size, p) for p in precisions]
+    fits = [p.upper() for p, m in zip(precisions, mems) if m <= 128]
+    print(f"{size:>4}B   " + "".join(f"{m:>9.1f}" for m in mems) + "   " + (", ".join(fits) or "none"))
+""", cell_id="memory_table", locked=True)
+
+code(r"""
+fig, ax = plt.subplots(1, 2, figsize=(14, 5))
+x = np.arange(len(model_sizes))
+for i, p in enumerate(precisions):
+    ax[0].bar(x + i * 0.2, [calculate_model_memory(s, p) for s in model_sizes], 0.2, label=p.upper())
+ax[0].axhline(128, color="red", linestyle="--", label="DGX Spark (128 GB)")
+ax[0].set(xticks=x + 0.3, xticklabels=[f"{s}B" for s in model_sizes], ylabel="GB (weights only)", ylim=(0, 420))
+ax[0].legend(); ax[0].set_title("Weight memory by precision")
+bits = {"FP32": 32, "BF16": 16, "FP8": 8, "MXFP8": 8.25, "INT4 + FP16 scale / 128": 4.125, "NVFP4": 4.5, "MXFP4": 4.25}
+bars = ax[1].barh(list(bits), [16 / b for b in bits.values()], color="steelblue")
+for bar, b in zip(bars, bits.values()):
+    ax[1].text(bar.get_width() + 0.05, bar.get_y() + 0.3, f"{16 / b:.2f}x ({b:g} bits)")
+ax[1].set(xlabel="compression vs BF16 (scale overhead included)", xlim=(0, 5.5))
+plt.tight_layout()
+plt.show()
+""")
+
+# =======================================================================================
+md(r"""
+## Exercise 1 (graded: `memory`): memory analysis as a function
+
+Write `analyze_model_memory(params_billions, memory_budget_gb=128, task="inference")` that returns
+
+```python
+{"precisions": {p: {"memory_gb": float, "fits": bool} for p in ("fp32", "fp16", "bf16", "fp8", "int8", "int4", "fp4")},
+ "recommendation": str or None}
+```
+
+- `memory_gb` follows the rules of Part 5 for the given `task` ("inference" or "training").
+- `fits` is `memory_gb <= memory_budget_gb`.
+- `recommendation` is the first precision on the task's **ladder** that fits, best quality first:
+  inference `bf16 -> fp8 -> fp4`; training `fp32 -> bf16 -> fp8` (FP4 is not a training
+  format). `None` when nothing on the ladder fits.
+- Raise `ValueError` with a clear message for a negative size, a budget `<= 0` or an unknown task.
+
+The grader compares `memory_gb` within 0.1% and the rest exactly.
+""")
+
+code(r"""
+def analyze_model_memory(params_billions, memory_budget_gb=128, task="inference"):
+    # Memory and fit of every precision for a task, plus a recommendation.
+    ### BEGIN SOLUTION
+    if params_billions < 0:
+        raise ValueError(f"params_billions must be >= 0, got {params_billions}")
+    if memory_budget_gb <= 0:
+        raise ValueError(f"memory_budget_gb must be > 0, got {memory_budget_gb}")
+    factors = {"inference": 1.2, "training": 4.0}
+    if task not in factors:
+        raise ValueError(f"task must be 'inference' or 'training', got {task!r}")
+    table = {}
+    for p in ("fp32", "fp16", "bf16", "fp8", "int8", "int4", "fp4"):
+        mem = calculate_model_memory(params_billions, p) * factors[task]
+        table[p] = {"memory_gb": mem, "fits": mem <= memory_budget_gb}
+    ladder = {"inference": ("bf16", "fp8", "fp4"), "training": ("fp32", "bf16", "fp8")}[task]
+    recommendation = next((p for p in ladder if table[p]["fits"]), None)
+    return {"precisions": table, "recommendation": recommendation}
+    ### END SOLUTION
+
+
+analysis = analyze_model_memory(34)
+for p, row in analysis["precisions"].items():
+    print(f"{p:<5} {row['memory_gb']:7.1f} GB  fits: {row['fits']}")
+print("recommendation:", analysis["recommendation"])
+""", cell_id="memory_solution", solution=True)
+
+code(r"""
+# Public checks for Exercise 1 (the grader also runs hidden checks with other inputs).
+result = analyze_model_memory(34)
+assert set(result) == {"precisions", "recommendation"}, "return a dict with 'precisions' and 'recommendation'"
+assert abs(result["precisions"]["fp16"]["memory_gb"] - 34 * 2 * 1.2) < 0.01, "fp16 memory of a 34B model for inference"
+assert result["precisions"]["fp32"]["fits"] is False and result["precisions"]["bf16"]["fits"] is True
+assert result["recommendation"] == "bf16"
+print("Exercise 1: public checks passed")
+""", cell_id="memory", grade=True, points=6)
+
+md(r"""
+## Exercise 2 (graded: `snr`): signal-to-noise ratio
+
+`SNR_dB = 10 * log10(signal_power / noise_power)` with `signal_power = sum(original^2)` and
+`noise_power = sum((original - quantized)^2)` (means give the same ratio). The **first**
+argument is the original. Identical tensors have no noise: return `float('inf')`.
+Return a Python float. The grader compares within 0.01 dB.
+
+Then write `snr_by_format(weights)` returning `{"int8": ..., "int4": ..., "fp8": ..., "fp4": ...}`,
+the SNR of `weights` after `symmetric_quantize(weights, 8)`, `symmetric_quantize(weights, 4)`,
+`fp8_quantize(weights)` (E4M3) and `nvfp4_quantize(weights)` (weights' length a multiple of 16),
+within 0.05 dB. Finally set `BEST_FORMAT_FOR_GAUSSIAN` to the key with the highest SNR for Gaussian weights.
+""")
+
+code(r"""
+def calculate_snr(original, quantized):
+    # Signal-to-noise ratio of `quantized` against `original`, in dB.
+    ### BEGIN SOLUTION
+    original = torch.as_tensor(original).double()
+    quantized = torch.as_tensor(quantized).double()
+    noise = (original - quantized).pow(2).sum()
+    if noise == 0:
+        return float("inf")
+    return float(10 * torch.log10(original.pow(2).sum() / noise))
+    ### END SOLUTION
+
+
+def snr_by_format(weights):
+    # SNR of `weights` in INT8, INT4, FP8 (E4M3) and FP4 (NVFP4).
+    ### BEGIN SOLUTION
+    return {
+        "int8": calculate_snr(weights, symmetric_quantize(weights, 8)),
+        "int4": calculate_snr(weights, symmetric_quantize(weights, 4)),
+        "fp8": calculate_snr(weights, fp8_quantize(weights)),
+        "fp4": calculate_snr(weights, nvfp4_quantize(weights)),
+    }
+    ### END SOLUTION
+
+
+torch.manual_seed(42)
+test_weights = torch.randn(10_000) * 0.02
+print(snr_by_format(test_weights))
+""", cell_id="snr_solution", solution=True)
+
+code(r"""
+# Which format preserves Gaussian weights best? One of "int8", "int4", "fp8", "fp4".
+### BEGIN SOLUTION
+BEST_FORMAT_FOR_GAUSSIAN = "int8"
+### END SOLUTION
+""", cell_id="snr_answer", solution=True)
+
+code(r"""
+# Public checks for Exercise 2 (the grader also runs hidden checks with other inputs).
+snr = calculate_snr(torch.tensor([3.0, 4.0]), torch.tensor([3.0, 3.0]))
+assert isinstance(snr, float), "return a Python float"
+assert abs(snr - 10 * math.log10(25 / 1)) < 0.01, "SNR of [3, 4] quantized as [3, 3]"
+print("Exercise 2: public checks passed")
+""", cell_id="snr", grade=True, points=6)
+
+md(r"""
+## Challenge (graded: `advisor`): a precision advisor
+
+Write `recommend_precision(model_params_billions, memory_budget_gb=128, task="inference",
+quality_priority="balanced")` returning `{"precision", "memory_gb", "fits", "reasoning"}`.
+
+- Use the ladders of Exercise 1 (inference `bf16 -> fp8 -> fp4`, training `fp32 -> bf16 -> fp8`)
+  and the memory rules of Part 5.
+- `quality_priority` says where to start on the ladder: `"quality"` at the first rung,
+  `"balanced"` at the second, `"memory"` at the last. Recommend the first rung from there
+  down that fits. If none fits, recommend the last rung with `fits=False`.
+- `memory_gb` is that precision's memory for the task (within 0.1%); `fits` is `memory_gb <= budget`;
+  `reasoning` is a sentence explaining the choice.
+""")
+
+code(r"""
+def recommend_precision(model_params_billions, memory_budget_gb=128, task="inference", quality_priority="balanced"):
+    # Recommend a precision for a model, a memory budget, a task and a priority.
+    ### BEGIN SOLUTION
+    ladder = {"inference": ("bf16", "fp8", "fp4"), "training": ("fp32", "bf16", "fp8")}[task]
+    factor = {"inference": 1.2, "training": 4.0}[task]
+    start = {"quality": 0, "balanced": 1, "memory": 2}[quality_priority]
+    for p in ladder[start:]:
+        mem = calculate_model_memory(model_params_billions, p) * factor
+        if mem <= memory_budget_gb:
+            return {"precision": p, "memory_gb": mem, "fits": True,
+                    "reasoning": f"{p.upper()} needs {mem:.1f} GB for {task}, within {memory_budget_gb} GB."}
+    p = ladder[-1]
+    mem = calculate_model_memory(model_params_billions, p) * factor
+    return {"precision": p, "memory_gb": mem, "fits": False,
+            "reasoning": f"Even {p.upper()} needs {mem:.1f} GB for {task}, more than {memory_budget_gb} GB."}
+    ### END SOLUTION
+
+
+print(recommend_precision(70))
+""", cell_id="advisor_solution", solution=True)
+
+code(r"""
+# Public checks for the challenge (the grader also runs hidden checks with other inputs).
+r = recommend_precision(70, memory_budget_gb=128, task="inference")
+assert set(r) >= {"precision", "memory_gb", "fits", "reasoning"}
+assert r["precision"] == "fp8" and r["fits"] is True and abs(r["memory_gb"] - 84.0) < 0.1
+print("Challenge: public checks passed")
+""", cell_id="advisor", grade=True, points=6)
+
+# =======================================================================================
+md(r"""
+## Common mistakes
+
+1. **"Fewer bits with a float format is always better than INT."** Measure. With one scale
+   per tensor, INT8 beats FP8 E4M3 on Gaussian weights (Part 3); FP formats gain on heavy
+   tails, and block scales (NVFP4, MXFP4) are what make 4 bits work.
+2. **Ignoring scale overhead.** INT4 with an FP16 scale per 128 weights costs 4.125 bits, not 4;
+   with an FP16 zero point too, 4.25. NVFP4 costs 4.5 bits, MXFP4 4.25.
+3. **Using E5M2 for inference weights.** E4M3 has twice the mantissa resolution; E5M2's range
+   is for gradients.
+4. **Mixing GB and GiB.** 128 GB = 128e9 bytes = 119.2 GiB.
+5. **Assuming FP8 needs Hopper or Blackwell.** Ada (compute capability 8.9) has FP8 tensor cores too.
+
+## Checkpoint
+
+- FP32 -> FP16/BF16 -> FP8/INT8 -> FP4/INT4 halves the weight memory at each step (plus scale overhead).
+- Float formats trade mantissa for range; INT formats have uniform steps. Which preserves a tensor
+  better depends on its distribution: measure SNR.
+- FP8 tensor cores: Ada, Hopper, Blackwell. FP4 tensor cores: Blackwell (B200, RTX 50, DGX Spark).
+- On a 128 GB DGX Spark, a 70B model's FP16 weights (140 GB) do not fit; FP8 weights (70 GB) do, with room for the KV cache.
+
+## Further reading
+- OCP 8-bit Floating Point Specification (OFP8) and OCP Microscaling Formats (MX) v1.0
+- NVIDIA Transformer Engine user guide (FP8, NVFP4); PyTorch `torch.float8_e4m3fn`, `torch._scaled_mm`
+- Gholami et al., *A Survey of Quantization Methods* (arXiv:2103.13630)
+""")
+
+
+def build() -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata = {
+        "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
+        "language_info": {"name": "python"},
+    }
+    nb.cells = CELLS
+    for i, c in enumerate(nb.cells):
+        c["id"] = f"cell-{i:02d}"
+    return nb
+
+
+def main() -> None:
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    text = nbformat.writes(build())
+    if "--check" in sys.argv:
+        same = OUT.exists() and OUT.read_text() == text
+        print("up to date" if same else f"{OUT} is stale: run python source/build_lab.py")
+        sys.exit(0 if same else 1)
+    OUT.write_text(text)
+    print(f"wrote {OUT}")
+
+
+if __name__ == "__main__":
+    main()
