@@ -8,15 +8,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-import nbformat
 
 from . import config
+from .nbfile import NotebookError, cells_of_text, read_cells  # noqa: F401 - re-exported
 from .checks import EXERCISES, Check, Fail, by_exercise, rng_for
 from .sandbox import LEVELS, Limits, Sandbox, StudentError
-
-
-class NotebookError(Exception):
-    """The file is not a readable notebook (the message is one line for the TA)."""
 
 
 class IsolationError(Exception):
@@ -71,32 +67,6 @@ class Report:
         }
 
 
-def read_cells(path: Path) -> list[str]:
-    """Return the sources of the notebook's code cells, in order; NotebookError if unreadable."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise NotebookError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise NotebookError(f"{path}: cannot read the file ({exc.__class__.__name__})") from None
-    return cells_of_text(text, str(path))
-
-
-def cells_of_text(text: str, label: str) -> list[str]:
-    try:
-        raw = json.loads(text)
-    except ValueError:
-        raise NotebookError(f"{label}: not a notebook (the file is not JSON); export it from Jupyter as .ipynb") from None
-    if not isinstance(raw, dict) or not isinstance(raw.get("cells"), list):
-        raise NotebookError(f"{label}: not a notebook (no list of cells)")
-    cells = []
-    for c in raw["cells"]:
-        if isinstance(c, dict) and c.get("cell_type") == "code":
-            src = c.get("source", "")
-            cells.append("".join(src) if isinstance(src, list) else str(src))
-    return cells
-
-
 def grade_cells(cells: list[str], *, label: str = "notebook", exercises: Optional[list[str]] = None,
                 include_hidden: bool = True, settings: Optional[config.Settings] = None) -> Report:
     """Run ``cells`` in a sandbox and score the checks. The core of every grading path."""
@@ -106,6 +76,8 @@ def grade_cells(cells: list[str], *, label: str = "notebook", exercises: Optiona
     wanted = exercises or list(groups)
     with Sandbox(cells, limits=settings.limits, level=settings.isolation, course_root=settings.course_root) as sb:
         run = sb.run
+        if run.fatal and run.fatal.startswith("the sandbox did not start"):
+            raise IsolationError(f"{run.fatal} (this is a problem of the grading machine, not of the submission)")
         if LEVELS.index(run.level) < LEVELS.index(settings.min_isolation):
             raise IsolationError(
                 f"the sandbox reached isolation level '{run.level}' but the course requires "
@@ -124,6 +96,8 @@ def grade_cells(cells: list[str], *, label: str = "notebook", exercises: Optiona
             crs = [_run_check(sb, c, settings.hidden_seed) for c in checks]
             results[ex] = ExerciseResult(ex, EXERCISES[ex], round(sum(c.points for c in crs), 6),
                                          float(sum(c.points for c in checks)), crs)
+        if run.fatal and run.fatal not in notes:  # the worker died or went bad during the calls
+            notes.insert(0, run.fatal)
     total = round(sum(e.score for e in results.values()), 6)
     max_total = float(sum(e.max_score for e in results.values()))
     return Report(label, total, max_total, results, run.level, run.detail, notes, time.monotonic() - start,

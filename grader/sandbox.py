@@ -147,6 +147,7 @@ class Sandbox:
         self._next_id = 0
         self._buf = b""
         self._tmp: Optional[str] = None
+        self._corrupt = False
 
     # -- lifecycle ---------------------------------------------------------------------
     def __enter__(self) -> "Sandbox":
@@ -157,6 +158,12 @@ class Sandbox:
         self.close()
 
     def start(self) -> NotebookRun:
+        """Launch the worker and wait until the notebook's cells have run."""
+        self.launch()
+        return self.wait_ready()
+
+    def launch(self) -> None:
+        """Start the worker and hand it the cells; return at once (see :meth:`wait_ready`)."""
         lim = self.limits
         self._tmp = tempfile.mkdtemp(prefix="lab-sandbox-")
         os.chmod(self._tmp, 0o755)
@@ -186,14 +193,18 @@ class Sandbox:
         os.close(req_r)
         os.close(rep_w)
         self._w, self._r = req_w, rep_r
-        deadline = time.monotonic() + 60
-        hello = self._recv(deadline)
+        self._send({"op": "run", "cells": self.cells})  # the worker reads it after its hello
+
+    def wait_ready(self) -> NotebookRun:
+        lim = self.limits
+        if self.run.level != "none" or self.run.fatal:
+            return self.run
+        hello = self._recv(time.monotonic() + 60)
         if not hello or hello.get("op") != "hello":
             self.run.fatal = "the sandbox did not start: " + self._log_tail()
             return self.run
         self.run.level = hello.get("level") if hello.get("level") in LEVELS else "none"
         self.run.detail = str(hello.get("detail", ""))
-        self._send({"op": "run", "cells": self.cells})
         ran = self._recv(time.monotonic() + lim.notebook_timeout + 60)
         if not ran or ran.get("op") != "ran" or not isinstance(ran.get("cells"), list):
             self.run.fatal = self._death_reason("while running the notebook's cells", lim.notebook_timeout + 60)
@@ -288,6 +299,7 @@ class Sandbox:
             if len(self._buf) >= 4:
                 (n,) = struct.unpack("<I", self._buf[:4])
                 if n > MAX_FRAME:
+                    self._corrupt = True
                     return None
                 if len(self._buf) >= 4 + n:
                     body, self._buf = self._buf[4:4 + n], self._buf[4 + n:]
@@ -313,9 +325,16 @@ class Sandbox:
             self._buf += chunk
 
     def _death_reason(self, when: str, timeout: float) -> str:
+        if self._corrupt:
+            self.close_worker()
+            return (f"the notebook wrote garbage into the grader's channel {when}; nothing more it returns "
+                    "can be trusted. Do not write to file descriptors you did not open.")
         if self.proc is None:
             return f"the notebook's process was not running {when}"
-        code = self.proc.poll()
+        try:
+            code = self.proc.wait(timeout=2)  # EOF usually means it is exiting: give it a moment
+        except subprocess.TimeoutExpired:
+            code = None
         if code is None:
             self.close_worker()
             return f"the notebook's process stopped answering {when} (no reply within {timeout:.0f} s); it was stopped"

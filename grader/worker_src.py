@@ -28,7 +28,7 @@ import sys
 import time
 import traceback
 
-REQ_FD, REP_FD = 3, 4
+REQ_FD, REP_FD = 3, 4  # moved to random high numbers before student code runs (see main)
 MAX_FRAME = 256 << 20
 NOBODY = 65534
 
@@ -286,6 +286,19 @@ class _Timeout(BaseException):
     pass
 
 
+import builtins  # noqa: E402
+
+_BUILTINS = dict(builtins.__dict__)
+
+
+def restore_builtins():
+    """Undo a notebook's patches of builtins, which the worker itself relies on."""
+    d = builtins.__dict__
+    for k in [k for k in d if k not in _BUILTINS]:
+        del d[k]
+    d.update(_BUILTINS)
+
+
 def _alarm(signum, frame):
     raise _Timeout()
 
@@ -314,6 +327,7 @@ def run_cells(cells, cell_timeout, max_output):
         finally:
             signal.alarm(0)
             sys.stdout, sys.stderr = real_out, real_err
+            restore_builtins()
         results.append({"stdout": out.getvalue()[:max_output], "stderr": err.getvalue()[:max_output], "error": error})
     names = sorted(k for k in shell.user_ns if not k.startswith("_"))
     return shell.user_ns, results, names
@@ -337,12 +351,16 @@ def call_in_child(ns, req):
             else:
                 fn = ns[req["name"]]
                 value = fn(*decode(req.get("args", [])), **decode(req.get("kwargs", {})))
+                signal.alarm(0)
+                restore_builtins()
+                signal.alarm(5)  # encoding runs the value's own methods: bound them too
                 reply = {"ok": True, "value": encode(value)}
         except _Timeout:
             reply = {"ok": False, "error": f"TimeoutError: the call ran longer than {req.get('timeout', 10)} s"}
         except MemoryError:
             reply = {"ok": False, "error": "MemoryError: the call ran out of memory"}
         except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt included
+            restore_builtins()
             tb = traceback.extract_tb(exc.__traceback__)
             where = next((f" (line {f.lineno} of your cell)" for f in reversed(tb) if f.filename.startswith("<ipython-input") or f.filename.startswith("/tmp/ipykernel") or "ipython-input" in f.filename), "")
             reply = {"ok": False, "error": f"{type(exc).__name__}: {str(exc)[:500]}{where}"}
@@ -397,6 +415,7 @@ def call_in_child(ns, req):
 
 
 def main():
+    global REQ_FD, REP_FD
     cfg = json.loads(sys.argv[1])
     for fd, target in zip(cfg["fds"], (REQ_FD, REP_FD)):
         if fd != target:
@@ -406,6 +425,14 @@ def main():
                        "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"})
     level, detail = isolate(cfg)
     send({"op": "hello", "level": level, "detail": detail, "pid": os.getpid()})
+    # Keep our channel away from the descriptors a student's code writes to by accident or
+    # on purpose (0-9, "inherited fds"): a random pair below the NOFILE limit of 256.
+    import random
+    hi = random.SystemRandom().sample(range(100, 250), 2)
+    for old, new in zip((REQ_FD, REP_FD), hi):
+        os.dup2(old, new)
+        os.close(old)
+    REQ_FD, REP_FD = hi
     # Warm imports, so their cost is not charged to the student's first cell's timeout.
     try:
         import torch

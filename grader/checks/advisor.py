@@ -65,7 +65,7 @@ def custom_budget(student, rng):
         _ask(student, s, b, "inference", "quality", "a custom memory budget")
 
 
-@check("advisor", "advisor_reasoning", 0.5, "the reasoning text")
+@check("advisor", "advisor_reasoning", 0.5, "the reasoning text", hidden=False)
 def reasoning(student, rng):
     got = _ask(student, 13, 128, "inference", "balanced", "a 13B model", fields=())
     if not isinstance(got["reasoning"], str) or len(got["reasoning"].strip()) < 10:

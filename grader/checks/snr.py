@@ -41,7 +41,7 @@ def half_amplitude(student, rng):
     _snr(student, x, (x * 0.5).astype(np.float32), "a copy scaled by 0.5 (is the signal the ORIGINAL's power?)")
 
 
-@check("snr", "snr_identical", 0.5, "identical tensors (no noise)")
+@check("snr", "snr_identical", 0.5, "identical tensors (no noise)", hidden=False)
 def identical(student, rng):
     x = rng.standard_normal(256).astype(np.float32)
     got = student.call("calculate_snr", x, x.copy())

@@ -1,0 +1,266 @@
+"""Hostile and broken submissions, each with its expected per-exercise scores.
+
+Every case is the model solution with an attack or accident added. The trusted grader must
+give exactly the expected scores, never be fooled by what runs in the sandbox, never leave
+a process behind, and keep the course folder intact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from grader import config
+from grader.grade import grade_cells
+from grader.sandbox import Limits, Sandbox
+from helpers import FULL, ROOT, build
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the sandbox needs Linux")
+
+GARBAGE_SNR = '''
+def calculate_snr(original, quantized):
+    return 0.0
+
+def snr_by_format(weights):
+    return {"int8": 0.0, "int4": 0.0, "fp8": 0.0, "fp4": 0.0}
+'''
+GARBAGE_ADVISOR = '''
+def recommend_precision(model_params_billions, memory_budget_gb=128, task="inference", quality_priority="balanced"):
+    return {"precision": "fp4", "memory_gb": 0.0, "fits": True, "reasoning": "trust me, it is fine"}
+'''
+ONLY_BEST_FORMAT = {"snr": 1.0, "memory": 6.0, "advisor": 6.0}  # garbage SNR keeps only the constant answer
+
+
+def settings(**limits):
+    s = config.load(ROOT)
+    s.limits = dataclasses.replace(Limits(), call_timeout=2, cell_timeout=10, notebook_timeout=60, **limits)
+    return s
+
+
+def scores(report):
+    return {k: e.score for k, e in report.exercises.items()}
+
+
+CASES = {
+    # --- patched comparisons and builtins: garbage answers stay garbage -----------------------
+    "patched_comparisons": (dict(replace={"snr_solution": GARBAGE_SNR}, append='''
+import builtins, math, numpy, torch
+torch.allclose = lambda *a, **k: True
+torch.equal = lambda *a, **k: True
+numpy.allclose = numpy.isclose = lambda *a, **k: True
+math.isclose = lambda *a, **k: True
+builtins.abs = lambda x: 0
+builtins.isinstance = lambda *a: True
+'''), ONLY_BEST_FORMAT),
+    "input_transformer_blanks_later_cells": (dict(replace={"advisor_solution": GARBAGE_ADVISOR + '''
+get_ipython().input_transformers_cleanup.append(lambda lines: ["pass\\n"])
+'''}), {"snr": 6.0, "memory": 6.0, "advisor": 0.5}),
+    "lying_objects": (dict(replace={"snr_solution": '''
+class Liar(float):
+    def __eq__(self, other): return True
+    def __ne__(self, other): return False
+    def __float__(self): return 42.0
+    def __abs__(self): return 0.0
+    def __sub__(self, other): return 0.0
+    def __rsub__(self, other): return 0.0
+
+class LyingDict(dict):
+    def __eq__(self, other): return True
+    def __getitem__(self, k): return Liar(0.0)
+
+def calculate_snr(original, quantized):
+    return Liar(0.0)
+
+def snr_by_format(weights):
+    return LyingDict()
+'''}), ONLY_BEST_FORMAT),
+    "code_on_unpickle": (dict(replace={"advisor_solution": '''
+import os
+class Boom:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/unpickled-boom",))
+    def __getstate__(self):
+        os.system("touch /tmp/unpickled-boom")
+        return {}
+
+def recommend_precision(*args, **kwargs):
+    return {"precision": Boom(), "memory_gb": Boom(), "fits": Boom(), "reasoning": Boom()}
+'''}), {"snr": 6.0, "memory": 6.0, "advisor": 0.0}),
+    # --- exits, interrupts, loops, memory, processes inside functions --------------------------
+    "sys_exit_in_function": (dict(after={"snr_solution": '''
+import sys
+def calculate_snr(original, quantized):
+    sys.exit(0)
+'''}), ONLY_BEST_FORMAT),
+    "os_exit_in_function": (dict(drop=("memory",), after={"memory_solution": '''
+import os
+def analyze_model_memory(*a, **k):
+    os._exit(0)
+'''}), {"snr": 6.0, "memory": 0.0, "advisor": 6.0}),
+    "keyboard_interrupt_in_function": (dict(after={"snr_solution": '''
+def calculate_snr(original, quantized):
+    raise KeyboardInterrupt
+'''}), ONLY_BEST_FORMAT),
+    "infinite_loop_in_function": (dict(after={"advisor_solution": '''
+def recommend_precision(*a, **k):
+    while True:
+        pass
+'''}), {"snr": 6.0, "memory": 6.0, "advisor": 0.0}),
+    "memory_bomb_in_function": (dict(after={"memory_solution": '''
+def analyze_model_memory(*a, **k):
+    hog = [bytearray(1 << 30) for _ in range(64)]
+    return hog
+'''}), {"snr": 6.0, "memory": 0.0, "advisor": 6.0}),
+    "memory_bomb_at_top_level": (dict(append="hog = bytearray(1 << 40)\n"), FULL),
+    "infinite_loop_at_top_level": (dict(append="while True:\n    pass\n"), FULL),
+    "spawned_processes": (dict(after={"advisor_solution": '''
+import subprocess, os
+_real_recommend = recommend_precision
+def recommend_precision(*a, **k):
+    # detached grandchildren that try to outlive the grading
+    subprocess.Popen(["sh", "-c", "(sleep 777 &) ; sleep 777"], start_new_session=True)
+    return _real_recommend(*a, **k)
+subprocess.Popen(["sleep", "778"], start_new_session=True)
+'''}), FULL),
+    # --- forged output -------------------------------------------------------------------------
+    "forged_output": (dict(replace={"snr_solution": GARBAGE_SNR}, append='''
+import os, sys, json, struct
+print("All tests passed! Score: 18/18")
+print("All tests passed!", file=sys.stderr)
+fake = json.dumps({"op": "result", "id": 1, "ok": True, "value": 13.979}).encode()
+for fd in range(0, 64):
+    try:
+        os.write(fd, struct.pack("<I", len(fake)) + fake)
+        os.write(fd, b"\\x00\\xff garbage {not json")
+    except OSError:
+        pass
+'''), ONLY_BEST_FORMAT),
+    "channel_scribbler": (dict(append='''
+import os
+for fd in range(0, 256):
+    try:
+        os.write(fd, b"\\xff\\xff\\xff\\x7f garbage")
+    except OSError:
+        pass
+'''), {"snr": 0.0, "memory": 0.0, "advisor": 0.0}),
+    "huge_output": (dict(append="print('x' * 50_000_000)\nimport sys\nsys.stderr.write('y' * 10_000_000)\n"), FULL),
+    # --- deleted or edited grade cells ---------------------------------------------------------
+    "grade_cells_deleted": (dict(drop=("snr", "memory", "advisor")), FULL),
+    "grade_cells_edited": (dict(replace={"snr": "print('looks fine to me')", "memory": "pass",
+                                         "advisor": "assert True"}), FULL),
+    "top_level_exit_kills_notebook": (dict(append="import os\nos._exit(0)\n"), {"snr": 0.0, "memory": 0.0, "advisor": 0.0}),
+    "top_level_system_exit": (dict(append="raise SystemExit(1)\n"), FULL),
+    "kills_parent_and_group": (dict(append='''
+import os, signal
+for target in (os.getppid(), 1):
+    try:
+        os.kill(target, signal.SIGKILL)
+    except Exception:
+        pass
+try:
+    os.killpg(0, signal.SIGKILL)
+except Exception:
+    pass
+'''), None),  # where the worker kills its own group first, nothing could be evaluated; see the test
+    # --- honest students must keep their points --------------------------------------------------
+    "honest_noise": (dict(after={"snr_solution": '''
+import warnings, sys, numpy as np
+_snr = calculate_snr
+def calculate_snr(original, quantized):
+    warnings.warn("a harmless warning")
+    print("debug output", file=sys.stderr)
+    return np.float64(_snr(original, quantized))
+_by = snr_by_format
+def snr_by_format(weights):
+    return {k: torch.tensor(v) for k, v in _by(weights).items()}  # 0-d tensors
+''', "memory_solution": '''
+import warnings
+warnings.warn("DeprecationWarning-ish noise", DeprecationWarning)
+print("stderr noise", file=__import__("sys").stderr)
+'''}), FULL),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_corpus_case(case):
+    spec, expected = CASES[case]
+    before = sorted(os.listdir(ROOT))
+    report = grade_cells(build(**spec), label=case, settings=settings())
+    got = scores(report)
+    if expected is None:  # killing its own group: either nothing ran (all zero) or the kill failed (full)
+        assert got in ({"snr": 0.0, "memory": 0.0, "advisor": 0.0}, FULL), got
+    else:
+        assert got == expected, "\n".join(f"{c.name}: {c.message}" for e in report.exercises.values() for c in e.checks if not c.passed)
+    assert sorted(os.listdir(ROOT)) == before, "the course folder changed"
+    assert not Path("/tmp/unpickled-boom").exists(), "code ran on the grader side"
+    if case == "channel_scribbler":
+        assert any("garbage into the grader's channel" in n for n in report.notes), report.notes
+    if case == "top_level_exit_kills_notebook":
+        assert any("ended" in n for n in report.notes), report.notes
+
+
+def test_no_process_survives_grading():
+    grade_cells(build(**CASES["spawned_processes"][0]), settings=settings())
+    time.sleep(0.5)
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert "sleep 777" not in ps and "sleep 778" not in ps, "a spawned process outlived the grading"
+
+
+def test_nothing_of_the_course_is_readable_or_writable():
+    if config.load(ROOT).isolation != "namespaces" or os.geteuid() != 0:
+        pytest.skip("needs root for the namespaces level (CI runs as root); the README says what 'process' does not defend")
+    probe = '''
+import os, glob
+ROOTS = [%r]
+LEAKED = []
+for root in ROOTS:
+    for rel in ("gradebook.db", "grader/checks/snr.py", "source/lab321/lab321.ipynb", "course_config.py", "reference/lab.py"):
+        for base in (root, "/proc/1/cwd", "/proc/1/root" + root, "/proc/self/root" + root):
+            p = os.path.join(base, rel)
+            try:
+                with open(p, "rb") as f:
+                    LEAKED.append((p, len(f.read())))
+            except OSError:
+                pass
+    try:
+        with open(os.path.join(root, "PWNED"), "w") as f:
+            f.write("x")
+        LEAKED.append("wrote into the course folder")
+    except OSError:
+        pass
+for pid in os.listdir("/proc"):
+    if pid.isdigit():
+        try:
+            LEAKED.append(("visible process", open(f"/proc/{pid}/cmdline").read()[:80])) if "pytest" in open(f"/proc/{pid}/cmdline").read() else None
+        except OSError:
+            pass
+import socket
+try:
+    socket.create_connection(("1.1.1.1", 53), timeout=1)
+    LEAKED.append("network")
+except OSError:
+    pass
+HOME_FILES = os.listdir(os.path.expanduser("~")) if os.path.isdir(os.path.expanduser("~")) else []
+''' % str(ROOT)
+    with Sandbox([probe], limits=settings().limits, level="namespaces", course_root=ROOT) as sb:
+        assert sb.run.level == "namespaces", sb.run.detail
+        assert sb.get("LEAKED") == []
+    assert not (ROOT / "PWNED").exists()
+
+
+def test_malformed_files_exit_2_with_one_line(tmp_path):
+    cases = {"not_json.ipynb": "{ not json", "no_cells.ipynb": '{"metadata": {}}', "binary.ipynb": b"\x00\xff\xfe"}
+    for name, content in cases.items():
+        p = tmp_path / name
+        p.write_bytes(content if isinstance(content, bytes) else content.encode())
+        r = subprocess.run([sys.executable, "-m", "grader", "grade", str(p), "--json"], capture_output=True, text=True)
+        assert r.returncode == 2, (name, r.stderr)
+        assert r.stdout == "" and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    r = subprocess.run([sys.executable, "-m", "grader", "grade", str(tmp_path / "missing.ipynb")], capture_output=True, text=True)
+    assert r.returncode == 2 and "no such file" in r.stderr
