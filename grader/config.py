@@ -29,6 +29,7 @@ class Settings:
     isolation: str = field(default_factory=best_level)
     limits: Limits = field(default_factory=Limits)
     assignment: str = "lab321"
+    device: str = "cpu"  # where the student's functions get their tensors (device-check uses "cuda")
 
 
 def find_course_root(start: Optional[Path] = None) -> Path:

@@ -74,7 +74,8 @@ def grade_cells(cells: list[str], *, label: str = "notebook", exercises: Optiona
     start = time.monotonic()
     groups = by_exercise()
     wanted = exercises or list(groups)
-    with Sandbox(cells, limits=settings.limits, level=settings.isolation, course_root=settings.course_root) as sb:
+    with Sandbox(cells, limits=settings.limits, level=settings.isolation, course_root=settings.course_root,
+                 device=settings.device) as sb:
         run = sb.run
         if run.fatal and run.fatal.startswith("the sandbox did not start"):
             raise IsolationError(f"{run.fatal} (this is a problem of the grading machine, not of the submission)")

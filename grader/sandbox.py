@@ -136,12 +136,13 @@ class Sandbox:
     """One student notebook in one isolated worker. Use as a context manager."""
 
     def __init__(self, cells: list[str], *, limits: Limits = Limits(), level: Optional[str] = None,
-                 course_root: Optional[Path] = None, hide: tuple[str, ...] = ()):
+                 course_root: Optional[Path] = None, hide: tuple[str, ...] = (), device: str = "cpu"):
         self.cells = cells
         self.limits = limits
         self.level = level or best_level()
         self.course_root = course_root
         self.hide = hide
+        self.device = device
         self.proc: Optional[subprocess.Popen] = None
         self.run = NotebookRun()
         self._next_id = 0
@@ -171,6 +172,7 @@ class Sandbox:
         cfg = {
             "level": "namespaces" if self.level == "namespaces" else "process",
             "require": None,
+            "device": self.device,
             "workdir": workdir,
             "hide": _hide_paths(self.course_root, self.hide),
             "keep": _keep_paths(),

@@ -14,11 +14,11 @@ from .lab import (
     recommend_precision,
     task_memory,
 )
-from .quantize import Quantized, cast, dequantize, fake_quantize, quantize
+from .quantize import Quantized, cast, dequantize, fake_quantize, pack_fp4, quantize, unpack_fp4
 
 __all__ = [
     "ALIASES", "FORMATS", "BlockFormat", "FloatFormat", "IntFormat", "Quantized",
     "analyze_model_memory", "arch_name", "bytes_per_param", "calculate_model_memory", "calculate_snr",
     "cast", "current_capability", "dequantize", "describe_device", "fake_quantize", "get_format",
-    "native_formats", "quantize", "recommend_precision", "task_memory",
+    "native_formats", "pack_fp4", "quantize", "recommend_precision", "task_memory", "unpack_fp4",
 ]

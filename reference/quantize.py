@@ -414,3 +414,17 @@ def fake_quantize(x: Any, name: str, **options: Any) -> torch.Tensor:
     Same options as :func:`quantize`. Same shape as ``x``; float32.
     """
     return _dispatch(x, name, options, values_only=True)
+
+
+def pack_fp4(codes: torch.Tensor) -> torch.Tensor:
+    """Pack 4-bit codes two per byte as torch.float4_e2m1fn_x2 stores them: element 2i in the low nibble."""
+    if codes.shape[-1] % 2:
+        raise ValueError(f"pack_fp4 needs an even last dimension, got shape {tuple(codes.shape)}")
+    c = codes.to(torch.uint8)
+    return c[..., 0::2] | (c[..., 1::2] << 4)
+
+
+def unpack_fp4(packed: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`pack_fp4`."""
+    p = packed.view(torch.uint8)
+    return torch.stack((p & 0x0F, p >> 4), dim=-1).reshape(*p.shape[:-1], p.shape[-1] * 2)

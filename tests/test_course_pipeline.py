@@ -1,0 +1,219 @@
+"""The course end to end: notebook sources, nbgrader, trusted grading, self-check, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib
+import matplotlib.pyplot
+import nbformat
+import numpy as np
+import pytest
+import torch
+
+import reference as R
+from grader import demo
+from helpers import FULL, ROOT, SOURCE, solution_cells, write_notebook
+
+matplotlib.use("Agg")
+LAB = "lab321"
+ENV = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
+
+# Each typical mistake breaks these checks and no others (the demo writes these submissions).
+MISTAKE_FAILS = {
+    "snr_20log10": {"snr_known_value", "snr_gaussian_int8", "snr_half_amplitude", "snr_any_shape", "snr_by_format"},
+    "snr_amplitude": {"snr_known_value", "snr_gaussian_int8", "snr_half_amplitude", "snr_any_shape", "snr_by_format"},
+    "snr_swapped": {"snr_known_value", "snr_half_amplitude", "snr_any_shape", "snr_by_format"},
+    "memory_gib": {"memory_34b_inference", "memory_inference_values", "memory_training_values"},
+    "memory_no_headroom": {"memory_34b_inference", "memory_inference_values", "memory_recommendation"},
+    "advisor_fp4_training": {"advisor_training"},
+    "advisor_ignores_budget": {"advisor_custom_budget"},
+}
+
+
+def test_source_notebook_is_built_from_build_lab():
+    r = subprocess.run([sys.executable, str(ROOT / "source" / "build_lab.py"), "--check"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.fixture(scope="module")
+def teaching():
+    """The notebook's teaching functions, from running the instructor notebook's cells."""
+    ns: dict = {}
+    plt_show = matplotlib.pyplot.show
+    matplotlib.pyplot.show = lambda *a, **k: None
+    try:
+        for _, src in solution_cells():
+            exec(compile(src, "<notebook>", "exec"), ns)
+    finally:
+        matplotlib.pyplot.show = plt_show
+        matplotlib.pyplot.close("all")
+    return ns
+
+
+def test_teaching_casts_equal_reference_on_every_fp16_pattern(teaching):
+    x = torch.arange(1 << 16, dtype=torch.int32).to(torch.int16).view(torch.float16).float()
+    for name in ("fp16", "bf16", "fp8_e4m3", "fp8_e5m2", "fp4_e2m1"):
+        ours, theirs = teaching["round_to_float"](x, name), R.cast(x, name)
+        same = (ours == theirs) | (torch.isnan(ours) & torch.isnan(theirs))
+        assert bool(same.all()), f"{name}: the notebook's round_to_float disagrees with reference.cast"
+
+
+def test_teaching_constants_match_reference(teaching):
+    for name, spec in teaching["FLOAT_FORMATS"].items():
+        assert teaching["format_max"](*spec) == R.FORMATS[name].max, name
+        assert teaching["format_min_normal"](*spec) == R.FORMATS[name].min_normal, name
+    for cc in [(8, 0), (8, 6), (8, 9), (9, 0), (10, 0), (12, 0), (12, 1)]:
+        assert teaching["native_formats"](cc) == R.native_formats(cc), cc
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_teaching_quantizers_match_reference(teaching, seed):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(64, 256, generator=g) * torch.exp2(torch.randint(-8, 8, (64, 1), generator=g).float())
+    pairs = [
+        (teaching["symmetric_quantize"](x, 8), R.fake_quantize(x, "int8")),
+        (teaching["symmetric_quantize"](x, 4), R.fake_quantize(x, "int4")),
+        (teaching["asymmetric_quantize"](x + 1, 8), R.fake_quantize(x + 1, "int8", symmetric=False)),
+        (teaching["asymmetric_quantize"](x, 4), R.fake_quantize(x, "int4", symmetric=False)),
+        (teaching["fp8_quantize"](x), R.fake_quantize(x, "fp8_e4m3")),
+        (teaching["fp8_quantize"](x, "fp8_e5m2"), R.fake_quantize(x, "fp8_e5m2")),
+        (teaching["fp8_quantize"](x, "fp4_e2m1"), R.fake_quantize(x, "fp4_e2m1")),
+        (teaching["nvfp4_quantize"](x), R.fake_quantize(x, "nvfp4")),
+        (teaching["mxfp4_quantize"](x), R.fake_quantize(x, "mxfp4")),
+    ]
+    for i, (ours, theirs) in enumerate(pairs):
+        assert torch.equal(ours, theirs), f"teaching quantizer #{i} disagrees with reference"
+
+
+def test_teaching_lab_answers_match_reference(teaching):
+    for size in (1, 7, 34, 70, 123.4):
+        for task in ("inference", "training"):
+            got, want = teaching["analyze_model_memory"](size, 100, task), R.analyze_model_memory(size, 100, task)
+            assert got["recommendation"] == want["recommendation"]
+            for p, row in want["precisions"].items():
+                assert got["precisions"][p]["fits"] == row["fits"]
+                assert got["precisions"][p]["memory_gb"] == pytest.approx(row["memory_gb"])
+            for prio in ("quality", "balanced", "memory"):
+                a, b = teaching["recommend_precision"](size, 100, task, prio), R.recommend_precision(size, 100, task, prio)
+                assert (a["precision"], a["fits"]) == (b["precision"], b["fits"])
+                assert a["memory_gb"] == pytest.approx(b["memory_gb"])
+    x = torch.randn(4096)
+    assert teaching["calculate_snr"](x, R.fake_quantize(x, "int4")) == pytest.approx(R.calculate_snr(x, R.fake_quantize(x, "int4")))
+    assert teaching["BEST_FORMAT_FOR_GAUSSIAN"] == "int8"
+
+
+def test_notebook_states_no_known_errors():
+    text = SOURCE.read_text()
+    for wrong in ("<0.1% accuracy loss on", "<0.1% quality loss", "~240 representable", "Blackwell exclusive",
+                  "FP8 native: No (emulation only)", "FP formats often win"):
+        assert wrong not in text, wrong
+    assert "448" in text and "Ada" in text
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory):
+    """A demo course: generated assignment, model/stub/mistake submissions, autograded with nbgrader."""
+    root = tmp_path_factory.mktemp("course")
+    demo.copy_course(root)
+    for step in (["generate_assignment", LAB, "--force"],):
+        subprocess.run([sys.executable, "-m", "nbgrader", *step], cwd=root, env=ENV, check=True, capture_output=True)
+    release = root / "assignments" / LAB / f"{LAB}.ipynb"
+    for sid, (_, sources) in demo.submissions().items():
+        demo.write_submission(release, root / "submitted" / sid / LAB / f"{LAB}.ipynb", sources)
+    r = subprocess.run([sys.executable, "-m", "nbgrader", "autograde", LAB, "--force"], cwd=root, env=ENV,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = subprocess.run([sys.executable, "-m", "nbgrader", "generate_feedback", LAB, "--force"], cwd=root, env=ENV,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return root
+
+
+def test_committed_student_version_equals_fresh_generation(course):
+    fresh = json.loads((course / "assignments" / LAB / f"{LAB}.ipynb").read_text())
+    committed = json.loads((ROOT / "assignments" / LAB / f"{LAB}.ipynb").read_text())
+    assert fresh == committed, "assignments/ is stale: run `nbgrader generate_assignment lab321 --force`"
+    text = json.dumps(committed)
+    assert "BEGIN SOLUTION" not in text and "10 * torch.log10(original" not in text
+
+
+def _grade_json(path: Path) -> dict:
+    r = subprocess.run([sys.executable, "-m", "grader", "grade", str(path), "--json", "--course", str(path.parents[3])],
+                       capture_output=True, text=True, env=ENV)
+    assert r.returncode == 0, r.stderr
+    lines = [l for l in r.stdout.splitlines() if l.strip()]
+    assert len(lines) == 1, "--json must print exactly one JSON object"
+    return json.loads(lines[0])
+
+
+def test_nbgrader_and_cli_agree_and_mistakes_cost_only_their_checks(course):
+    book = demo.gradebook_scores(course)
+    for sid in demo.submissions():
+        rep = _grade_json(course / "submitted" / sid / LAB / f"{LAB}.ipynb")
+        assert set(rep) >= {"total", "max_total", "exercises"} and rep["max_total"] == 18.0
+        for ex, e in rep["exercises"].items():
+            assert set(e) >= {"score", "max_score", "checks"}
+            assert all(set(c) == {"name", "passed", "points", "message"} for c in e["checks"])
+            assert book[sid][ex] == pytest.approx(e["score"]), f"{sid}/{ex}: nbgrader and python -m grader disagree"
+        failed = {c["name"] for e in rep["exercises"].values() for c in e["checks"] if not c["passed"]}
+        lost = sum(_points(name) for name in failed)
+        if sid == "model_solution":
+            assert failed == set() and rep["total"] == 18.0
+        elif sid == "untouched_stubs":
+            assert rep["total"] == 0.0
+            assert all("not implemented yet" in c["message"] for e in rep["exercises"].values() for c in e["checks"])
+        else:
+            assert failed == MISTAKE_FAILS[sid], sid
+            assert rep["total"] == pytest.approx(18.0 - lost)
+
+
+def _points(name: str) -> float:
+    from grader.checks import CHECKS
+    return next(c.points for c in CHECKS if c.name == name)
+
+
+def test_feedback_shows_no_hidden_grader_code(course):
+    hidden_lines = set()
+    for f in (ROOT / "grader" / "checks").glob("*.py"):
+        for line in f.read_text().splitlines():
+            line = line.strip()
+            if len(line) > 25 and not line.startswith(("#", '"""', "from ", "import ")) and "Fail(" not in line:
+                hidden_lines.add(line)
+    for html in (course / "feedback").rglob("*.html"):
+        text = html.read_text()
+        assert "[PASS]" in text or "[FAIL]" in text, f"{html}: no trusted feedback in the grade cells"
+        for line in hidden_lines:
+            assert line not in text, f"{html} shows grader code: {line}"
+
+
+def _selfcheck(tmp_path: Path, sources) -> subprocess.CompletedProcess:
+    a = tmp_path / "assignments"
+    (a / LAB).mkdir(parents=True)
+    shutil.copy(ROOT / "assignments" / "conftest.py", a / "conftest.py")
+    shutil.copy(ROOT / "course_config.py", tmp_path / "course_config.py")
+    demo.write_submission(ROOT / "assignments" / LAB / f"{LAB}.ipynb", a / LAB / f"{LAB}.ipynb", sources)
+    return subprocess.run([sys.executable, "-m", "pytest", "assignments/", "-p", "no:cacheprovider"],
+                          cwd=tmp_path, capture_output=True, text=True, env=ENV)
+
+
+def test_selfcheck_model_solution_passes_with_honest_banner(tmp_path):
+    r = _selfcheck(tmp_path, demo.solution_sources())
+    assert r.returncode == 0, r.stdout[-3000:]
+    assert re.search(r"public checks: 5 of 5 points passed", r.stdout), r.stdout[-2000:]
+    assert "Hidden checks worth 13 more points were NOT run" in r.stdout
+
+
+def test_selfcheck_tells_stubs_from_wrong_answers(tmp_path):
+    sources = demo.MISTAKES["snr_swapped"][1](demo.solution_sources())
+    del sources["memory_solution"]  # leave Exercise 1 as the stub
+    r = _selfcheck(tmp_path, sources)
+    assert r.returncode == 1
+    assert "NOT IMPLEMENTED YET: memory" in r.stdout
+    assert "WRONG: calculate_snr on original [3, 4], quantized [3, 3]" in r.stdout
