@@ -53,3 +53,29 @@ class TrustedGrade(NbGraderPreprocessor):
 
 
 __all__ = ["TrustedGrade", "IsolationError"]
+
+
+from nbgrader.preprocessors import OverwriteCells  # noqa: E402
+
+
+class RobustOverwriteCells(OverwriteCells):
+    """OverwriteCells whose restoring of deleted grade cells survives lost metadata.
+
+    nbgrader 0.9.6 puts a missing grade cell after the previous solution cell, and raises
+    KeyError when that cell's metadata was lost too (a copy-pasted notebook), failing the
+    whole submission. Here missing grade cells are appended at the end instead; trusted
+    grading does not depend on where they sit.
+    """
+
+    def add_missing_grade_cells(self, nb, resources):
+        source_nb = self.gradebook.find_notebook(self.notebook_id, self.assignment_id)
+        source_cells = {c.name: c for c in source_nb.source_cells}
+        solution_ids = {c.name for c in source_nb.solution_cells}
+        present = {c.metadata.nbgrader["grade_id"] for c in nb.cells
+                   if "nbgrader" in c.metadata and "grade_id" in c.metadata.nbgrader}
+        for grade_cell in source_nb.grade_cells:
+            if grade_cell.name not in present:
+                self.log.warning("Missing grade cell %s: restored at the end of the notebook", grade_cell.name)
+                nb.cells.append(self.missing_cell_transform(source_cells[grade_cell.name], grade_cell.max_score,
+                                                            is_solution=grade_cell.name in solution_ids))
+        return nb, resources

@@ -19,7 +19,7 @@ import torch
 
 import reference as R
 from grader import demo
-from helpers import FULL, ROOT, SOURCE, solution_cells, write_notebook
+from helpers import FULL, ROOT, SOURCE, build, solution_cells, write_notebook
 
 matplotlib.use("Agg")
 LAB = "lab321"
@@ -127,6 +127,8 @@ def course(tmp_path_factory):
     release = root / "assignments" / LAB / f"{LAB}.ipynb"
     for sid, (_, sources) in demo.submissions().items():
         demo.write_submission(release, root / "submitted" / sid / LAB / f"{LAB}.ipynb", sources)
+    for sid, cells in ATTACKERS.items():
+        write_notebook(cells(root), root / "submitted" / sid / LAB / f"{LAB}.ipynb")
     r = subprocess.run([sys.executable, "-m", "nbgrader", "autograde", LAB, "--force"], cwd=root, env=ENV,
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -134,6 +136,53 @@ def course(tmp_path_factory):
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
     return root
+
+
+def _course_attack(root: Path) -> list[str]:
+    return build(append=f'''
+import glob, os, sqlite3
+STOLEN = []
+for p in [{str(root)!r} + "/gradebook.db", "../../../gradebook.db", "/proc/1/cwd/gradebook.db"] + glob.glob("/**/gradebook.db", recursive=False):
+    try:
+        STOLEN.append(sqlite3.connect(p).execute("select count(*) from grade").fetchone())
+    except Exception:
+        pass
+for p in [{str(root)!r} + "/PWNED", {str(root)!r} + "/submitted/model_solution/lab321/lab321.ipynb"]:
+    try:
+        open(p, "w").write("pwned")
+    except OSError:
+        pass
+try:
+    os.remove({str(root)!r} + "/gradebook.db")
+except OSError:
+    pass
+''')
+
+
+ATTACKERS = {
+    "attacker_course_files": _course_attack,
+    "attacker_exits": lambda root: build(append="import os\nos._exit(0)\n"),
+    "attacker_kills_parent": lambda root: build(append="import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n"),
+    "attacker_forges_output": lambda root: build(replace={"snr_solution": "def calculate_snr(a, b):\n    return 0.0\n"},
+                                                 append="print('All tests passed! 18/18')\n"),
+}
+
+
+def test_class_with_attackers_grades_honest_students_unchanged(course):
+    import sqlite3
+
+    book = demo.gradebook_scores(course)
+    assert book["model_solution"] == FULL, "an attacker changed an honest student's score"
+    assert set(ATTACKERS) <= set(book), "the batch stopped at an attacker"
+    assert book["attacker_course_files"] == FULL  # its own answers are right; its attacks found nothing
+    assert book["attacker_exits"] == {"snr": 0.0, "memory": 0.0, "advisor": 0.0}
+    assert book["attacker_forges_output"]["snr"] == 1.0
+    assert not (course / "PWNED").exists()
+    assert "pwned" not in (course / "submitted" / "model_solution" / LAB / f"{LAB}.ipynb").read_text()
+    con = sqlite3.connect(course / "gradebook.db")
+    assert con.execute("select count(*) from student").fetchone()[0] == len(demo.submissions()) + len(ATTACKERS)
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert "worker_src" not in ps and "lab-sandbox" not in ps
 
 
 def test_committed_student_version_equals_fresh_generation(course):
@@ -155,7 +204,11 @@ def _grade_json(path: Path) -> dict:
 
 def test_nbgrader_and_cli_agree_and_mistakes_cost_only_their_checks(course):
     book = demo.gradebook_scores(course)
-    for sid in demo.submissions():
+    for sid in [*demo.submissions(), "attacker_course_files"]:
+        if sid.startswith("attacker"):
+            rep = _grade_json(course / "submitted" / sid / LAB / f"{LAB}.ipynb")
+            assert book[sid] == {k: e["score"] for k, e in rep["exercises"].items()}
+            continue
         rep = _grade_json(course / "submitted" / sid / LAB / f"{LAB}.ipynb")
         assert set(rep) >= {"total", "max_total", "exercises"} and rep["max_total"] == 18.0
         for ex, e in rep["exercises"].items():
