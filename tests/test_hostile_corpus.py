@@ -39,7 +39,8 @@ ONLY_BEST_FORMAT = {"snr": 1.0, "memory": 6.0, "advisor": 6.0}  # garbage SNR ke
 
 def settings(**limits):
     s = config.load(ROOT)
-    s.limits = dataclasses.replace(Limits(), call_timeout=2, cell_timeout=10, notebook_timeout=60, **limits)
+    s.limits = dataclasses.replace(Limits(), call_timeout=1, cell_timeout=5, notebook_timeout=60,
+                                   memory_bytes=3 << 30, **limits)
     return s
 
 
