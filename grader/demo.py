@@ -131,7 +131,7 @@ def run_demo(where: Path | None = None, keep: bool = False) -> int:
     step(3, f"writing {len(subs)} submissions: model solution, untouched stubs, {len(MISTAKES)} typical mistakes")
     for sid, (_, sources) in subs.items():
         write_submission(release, course / "submitted" / sid / LAB / f"{LAB}.ipynb", sources)
-    step(4, f"nbgrader autograde lab321 (sandboxed; about 5 s per submission; log: {log})")
+    step(4, f"nbgrader autograde lab321 (each notebook in the sandbox, 3-5 s each; log: {log})")
     t = time.monotonic()
     nbgrader(course, "autograde", LAB, "--force", log=log)
     autograde_s = time.monotonic() - t
@@ -139,15 +139,20 @@ def run_demo(where: Path | None = None, keep: bool = False) -> int:
     nbgrader(course, "generate_feedback", LAB, "--force", log=log)
     step(6, "reading the gradebook and regrading each notebook with `python -m grader grade`")
     book = gradebook_scores(course)
+    from concurrent.futures import ThreadPoolExecutor
+
     from . import config
 
     settings = config.load(course)
+    paths = {sid: course / "submitted" / sid / LAB / f"{LAB}.ipynb" for sid in subs}
+    with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
+        reports = dict(zip(paths, pool.map(lambda p: grade_path(p, settings=settings), paths.values())))
     print()
     print(f"{'student':<24}{'snr':>6}{'memory':>8}{'advisor':>9}{'total':>8}  agree  what it is")
     agree_all = True
     for sid, (desc, _) in subs.items():
         nbg = book.get(sid, {})
-        rep = grade_path(course / "submitted" / sid / LAB / f"{LAB}.ipynb", settings=settings)
+        rep = reports[sid]
         mine = {k: e.score for k, e in rep.exercises.items()}
         agree = all(abs(nbg.get(k, -1) - v) < 1e-9 for k, v in mine.items())
         agree_all &= agree
@@ -155,8 +160,9 @@ def run_demo(where: Path | None = None, keep: bool = False) -> int:
               f"{sum(nbg.values()):>8g}  {'yes' if agree else 'NO '}    {desc}")
     print(f"\nmax: snr 6, memory 6, advisor 6 = 18. Isolation: {rep.isolation}.")
     print(f"autograde of {len(subs)} submissions took {autograde_s:.1f} s; whole demo {time.monotonic() - t0:.1f} s")
-    print(f"feedback: {course / 'feedback'}")
-    if not keep and not where:
+    if keep or where:
+        print(f"feedback for each student: {course / 'feedback'}/<student>/{LAB}/{LAB}.html")
+    else:
         shutil.rmtree(course, ignore_errors=True)
-        print("(demo folder removed; use --keep or --dir to keep it)")
+        print("(demo folder removed; add --keep or --dir DIR to look at the feedback)")
     return 0 if agree_all else 1

@@ -126,6 +126,12 @@ def _keep_paths() -> list[str]:
 
 def _hide_paths(course_root: Optional[Path], extra: tuple[str, ...] = ()) -> list[str]:
     hide = ["/home", "/root", "/tmp", "/var/tmp", "/dev/shm", "/run/user", "/mnt", "/media", "/srv"]
+    # The grader's own code and the references (hidden checks, trusted answers), wherever
+    # installed; and the checkout they live in, when run from one.
+    here = Path(__file__).resolve().parent
+    hide += [str(here), str(here.parent / "reference")]
+    if (here.parent / "pyproject.toml").is_file():
+        hide.append(str(here.parent))
     if course_root is not None:
         hide.append(str(Path(course_root).resolve()))
     hide.extend(extra)
