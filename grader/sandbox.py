@@ -155,6 +155,7 @@ class Sandbox:
         self._buf = b""
         self._tmp: Optional[str] = None
         self._corrupt = False
+        self._retried = False
 
     # -- lifecycle ---------------------------------------------------------------------
     def __enter__(self) -> "Sandbox":
@@ -208,6 +209,16 @@ class Sandbox:
         if self.run.level != "none" or self.run.fatal:
             return self.run
         hello = self._recv(time.monotonic() + 60)
+        if (not hello or hello.get("op") != "hello") and self.level == "namespaces" and not self._retried:
+            # Namespaces were allowed but a later step (a mount) was refused: fall back once.
+            why = self._log_tail().strip().splitlines()[-1:] or ["no output"]
+            self.close()
+            self.level, self._retried = "process", True
+            self.run = NotebookRun()
+            self.launch()
+            run = self.wait_ready()
+            run.detail = f"namespaces failed ({why[0][:200]}); " + run.detail
+            return run
         if not hello or hello.get("op") != "hello":
             self.run.fatal = "the sandbox did not start: " + self._log_tail()
             return self.run

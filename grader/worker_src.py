@@ -137,15 +137,29 @@ def hide_paths(libc, hide, keep):
     return hidden
 
 
+def _processes_of_this_user():
+    """RLIMIT_NPROC counts every process of the uid, not just ours: start from that count."""
+    uid, n = os.getuid(), 0
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    n += any(l.startswith("Uid:") and int(l.split()[1]) == uid for l in f)
+            except (OSError, ValueError, IndexError):
+                pass
+    return n
+
+
 def set_limits(cfg):
     mem = int(cfg["memory_bytes"])
+    nproc = int(cfg["nproc"]) + (_processes_of_this_user() if os.getuid() != 0 else 0)
     for res, val in (
         (resource.RLIMIT_AS, mem),
         (resource.RLIMIT_CPU, int(cfg["cpu_seconds"])),
         (resource.RLIMIT_FSIZE, int(cfg["file_bytes"])),
         (resource.RLIMIT_NOFILE, 256),
         (resource.RLIMIT_CORE, 0),
-        (resource.RLIMIT_NPROC, int(cfg["nproc"])),
+        (resource.RLIMIT_NPROC, nproc),
     ):
         try:
             resource.setrlimit(res, (val, val))

@@ -93,3 +93,13 @@ def test_describe_device_cpu_and_spark():
     spark = R.describe_device((12, 1), "NVIDIA GB10")
     assert spark["architecture"] == "Blackwell (DGX Spark GB10)" and "nvfp4" in spark["native"]
     assert "mxfp8" in spark["emulated"]
+
+
+def test_reference_demo_prints_every_format(capsys):
+    from reference.__main__ import main
+
+    main()
+    out = capsys.readouterr().out
+    for name in R.FORMATS:
+        assert out.count(f"{name} ") >= 2 or out.count(name) >= 2, name
+    assert "448" in out and "4.5" in out
