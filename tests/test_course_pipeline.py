@@ -129,9 +129,10 @@ def course(tmp_path_factory):
         demo.write_submission(release, root / "submitted" / sid / LAB / f"{LAB}.ipynb", sources)
     for sid, cells in ATTACKERS.items():
         write_notebook(cells(root), root / "submitted" / sid / LAB / f"{LAB}.ipynb")
-    r = subprocess.run([sys.executable, "-m", "nbgrader", "autograde", LAB, "--force"], cwd=root, env=ENV,
-                       capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "nbgrader", "autograde", LAB, "--force"], cwd=root,
+                       env={**ENV, "LAB_GRADER_JOBS": "2"}, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
+    (root / "autograde.log").write_text(r.stderr)
     r = subprocess.run([sys.executable, "-m", "nbgrader", "generate_feedback", LAB, "--force"], cwd=root, env=ENV,
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -183,6 +184,11 @@ def test_class_with_attackers_grades_honest_students_unchanged(course):
     assert con.execute("select count(*) from student").fetchone()[0] == len(demo.submissions()) + len(ATTACKERS)
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert "worker_src" not in ps and "lab-sandbox" not in ps
+
+
+def test_autograde_grades_ahead_in_parallel(course):
+    log = (course / "autograde.log").read_text()
+    assert log.count("(prefetched in parallel)") >= len(demo.submissions()), log[-2000:]
 
 
 def test_committed_student_version_equals_fresh_generation(course):
