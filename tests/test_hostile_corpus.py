@@ -168,7 +168,7 @@ try:
     os.killpg(0, signal.SIGKILL)
 except Exception:
     pass
-'''), None),  # where the worker kills its own group first, nothing could be evaluated; see the test
+'''), FULL),  # pid 1 of its own namespace: the grader is out of reach and init ignores its own kills
     # --- honest students must keep their points --------------------------------------------------
     "honest_noise": (dict(after={"snr_solution": '''
 import warnings, sys, numpy as np
@@ -191,13 +191,14 @@ print("stderr noise", file=__import__("sys").stderr)
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_corpus_case(case):
     spec, expected = CASES[case]
+    if case == "kills_parent_and_group" and (os.geteuid() != 0 or config.load(ROOT).isolation != "namespaces"):
+        pytest.skip("at the 'process' level a notebook can signal the grader (README: threat model); needs root")
     before = sorted(os.listdir(ROOT))
     report = grade_cells(build(**spec), label=case, settings=settings())
     got = scores(report)
-    if expected is None:  # killing its own group: either nothing ran (all zero) or the kill failed (full)
-        assert got in ({"snr": 0.0, "memory": 0.0, "advisor": 0.0}, FULL), got
-    else:
-        assert got == expected, "\n".join(f"{c.name}: {c.message}" for e in report.exercises.values() for c in e.checks if not c.passed)
+    if os.geteuid() == 0:
+        assert report.isolation == "namespaces", report.isolation_detail
+    assert got == expected, "\n".join(f"{c.name}: {c.message}" for e in report.exercises.values() for c in e.checks if not c.passed)
     assert sorted(os.listdir(ROOT)) == before, "the course folder changed"
     assert not Path("/tmp/unpickled-boom").exists(), "code ran on the grader side"
     if case == "channel_scribbler":

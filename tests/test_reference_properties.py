@@ -47,15 +47,15 @@ def test_error_at_most_half_a_step(name, x):
     assert bool(torch.isin(y, grid).all()), "every result must be a value of the format"
 
 
-@pytest.mark.parametrize("name", sorted(R.FORMATS))
+# Block formats have no such law: scales re-derived from rounded data may drop a binade.
+# Integer formats neither: a re-derived amax/qmax scale differs in its last bits.
+@pytest.mark.parametrize("name", ["fp16", "bf16", "fp8_e4m3", "fp8_e5m2", "fp4_e2m1"])
 @settings(max_examples=40, deadline=None)
 @given(x=st.lists(floats.filter(lambda v: abs(v) < 1e30), min_size=32, max_size=32).map(torch.tensor))
-def test_fake_quantize_is_idempotent_for_per_tensor_formats(name, x):
-    if R.FORMATS[name].kind == "block":
-        return  # block scales re-derived from rounded data may shrink a binade: no law
+def test_fake_quantize_is_idempotent_for_per_tensor_float_formats(name, x):
     y = R.fake_quantize(x, name)
-    if R.FORMATS[name].kind == "float" and R.FORMATS[name].bits <= 8:
-        # the amax element maps to exactly +-max, so the same scale comes back
+    if R.FORMATS[name].bits <= 8:
+        # the amax element maps to exactly +-max, so the same scale comes back (up to its rounding)
         assert torch.allclose(R.fake_quantize(y, name), y, rtol=1e-6, atol=0)
-    elif R.FORMATS[name].kind == "float":
+    else:
         assert torch.equal(R.fake_quantize(y, name), y)
