@@ -26,11 +26,16 @@ def cells_of_text(text: str, label: str) -> list[str]:
         raw = json.loads(text)
     except ValueError:
         raise NotebookError(f"{label}: not a notebook (the file is not JSON); export it from Jupyter as .ipynb") from None
-    if not isinstance(raw, dict) or not isinstance(raw.get("cells"), list):
-        raise NotebookError(f"{label}: not a notebook (no list of cells)")
+    if isinstance(raw, dict) and isinstance(raw.get("worksheets"), list):  # nbformat 3
+        raw_cells = [c for ws in raw["worksheets"] if isinstance(ws, dict) for c in ws.get("cells") or []]
+        key = "input"
+    elif isinstance(raw, dict) and isinstance(raw.get("cells"), list):
+        raw_cells, key = raw["cells"], "source"
+    else:
+        raise NotebookError(f"{label}: not a notebook (no list of cells); export it from Jupyter as .ipynb")
     cells = []
-    for c in raw["cells"]:
+    for c in raw_cells:
         if isinstance(c, dict) and c.get("cell_type") == "code":
-            src = c.get("source", "")
-            cells.append("".join(src) if isinstance(src, list) else str(src))
+            src = c.get(key, "")
+            cells.append("".join(map(str, src)) if isinstance(src, list) else str(src))
     return cells

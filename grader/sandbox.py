@@ -36,7 +36,7 @@ MAX_FRAME = 256 << 20
 @dataclass(frozen=True)
 class Limits:
     cell_timeout: float = 60.0  # seconds per notebook cell
-    notebook_timeout: float = 300.0  # seconds for all cells together
+    notebook_timeout: float = 180.0  # seconds for all cells together (the lab's own cells take ~2 s)
     call_timeout: float = 10.0  # seconds per graded function call
     memory_bytes: int = 4 << 30
     cpu_seconds: int = 600
@@ -224,9 +224,9 @@ class Sandbox:
             return self.run
         self.run.level = hello.get("level") if hello.get("level") in LEVELS else "none"
         self.run.detail = str(hello.get("detail", ""))
-        ran = self._recv(time.monotonic() + lim.notebook_timeout + 60)
+        ran = self._recv(time.monotonic() + lim.notebook_timeout + 10)
         if not ran or ran.get("op") != "ran" or not isinstance(ran.get("cells"), list):
-            self.run.fatal = self._death_reason("while running the notebook's cells", lim.notebook_timeout + 60)
+            self.run.fatal = self._death_reason("while running the notebook's cells", lim.notebook_timeout + 10)
             self.run.cells = [CellResult(error="not run") for _ in self.cells]
             return self.run
         for c in ran["cells"][: len(self.cells)]:

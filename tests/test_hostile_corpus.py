@@ -266,3 +266,31 @@ def test_malformed_files_exit_2_with_one_line(tmp_path):
         assert r.stdout == "" and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
     r = subprocess.run([sys.executable, "-m", "grader", "grade", str(tmp_path / "missing.ipynb")], capture_output=True, text=True)
     assert r.returncode == 2 and "no such file" in r.stderr
+
+
+def test_nbformat3_and_odd_cells_are_read(tmp_path):
+    from grader.nbfile import cells_of_text
+
+    v3 = {"nbformat": 3, "worksheets": [{"cells": [{"cell_type": "code", "input": ["x = 1\n", "y = 2"]},
+                                                   {"cell_type": "markdown", "source": "hi"}]}]}
+    assert cells_of_text(__import__("json").dumps(v3), "v3") == ["x = 1\ny = 2"]
+    odd = {"cells": [{"cell_type": "code", "source": 42}, "not a cell", {"cell_type": "code"}]}
+    assert cells_of_text(__import__("json").dumps(odd), "odd") == ["42", ""]
+
+
+def test_notebook_that_swallows_its_timeouts_is_stopped():
+    cells = build(append='''
+import time
+while True:
+    try:
+        time.sleep(100)
+    except BaseException:
+        pass
+''')
+    s = settings()
+    s.limits = dataclasses.replace(s.limits, cell_timeout=2, notebook_timeout=6)
+    t = time.monotonic()
+    report = grade_cells(cells, settings=s)
+    assert time.monotonic() - t < 40
+    assert scores(report) == {"snr": 0.0, "memory": 0.0, "advisor": 0.0}
+    assert any("stopped answering" in n for n in report.notes), report.notes
