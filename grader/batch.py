@@ -17,7 +17,6 @@ import sys
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from fnmatch import fnmatch
-from pathlib import Path
 from typing import Optional
 
 from . import config

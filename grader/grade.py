@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -12,7 +11,7 @@ from typing import Any, Optional
 from . import config
 from .nbfile import NotebookError, cells_of_text, read_cells  # noqa: F401 - re-exported
 from .checks import EXERCISES, Check, Fail, by_exercise, rng_for
-from .sandbox import LEVELS, Limits, Sandbox, StudentError
+from .sandbox import LEVELS, Sandbox, StudentError
 
 
 class IsolationError(Exception):

@@ -24,7 +24,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from .formats import BlockFormat, FloatFormat, Format, IntFormat, FP4_E2M1, FP8_E4M3, get_format
+from .formats import BlockFormat, FloatFormat, IntFormat, FP4_E2M1, FP8_E4M3, get_format
 
 F32_MANT = 23
 F32_BIAS = 127

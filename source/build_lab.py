@@ -74,7 +74,6 @@ Note Ada (8.9): FP8 tensor cores arrived with Ada, not with Hopper.
 
 code(r"""
 import math
-import struct
 
 import matplotlib.pyplot as plt
 import numpy as np

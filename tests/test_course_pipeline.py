@@ -12,8 +12,6 @@ from pathlib import Path
 
 import matplotlib
 import matplotlib.pyplot
-import nbformat
-import numpy as np
 import pytest
 import torch
 

@@ -1,6 +1,5 @@
 """Laws every element cast obeys, checked with hypothesis on arbitrary float32 inputs."""
 
-import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
