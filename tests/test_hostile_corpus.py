@@ -294,3 +294,18 @@ while True:
     assert time.monotonic() - t < 40
     assert scores(report) == {"snr": 0.0, "memory": 0.0, "advisor": 0.0}
     assert any("stopped answering" in n for n in report.notes), report.notes
+
+
+PROCESS_LEVEL_CASES = ["honest_noise", "lying_objects", "os_exit_in_function", "infinite_loop_in_function",
+                       "memory_bomb_in_function", "forged_output", "top_level_exit_kills_notebook"]
+
+
+@pytest.mark.parametrize("case", PROCESS_LEVEL_CASES)
+def test_function_level_defences_hold_at_the_process_level(case):
+    """A TA laptop without namespaces gets 'process': calls are still isolated from each other."""
+    spec, expected = CASES[case]
+    s = settings()
+    s.isolation = "process"
+    report = grade_cells(build(**spec), label=case, settings=s)
+    assert report.isolation == "process"
+    assert scores(report) == expected
