@@ -16,16 +16,18 @@ TOL_DB = 0.01  # the notebook states: SNR within 0.01 dB (float64 vs float32 sum
 FORMAT_TOL_DB = 0.05
 
 
-def _snr(student, x: np.ndarray, q: np.ndarray, what: str) -> None:
+def _snr(student, x: np.ndarray, q: np.ndarray, what: str, public: bool = False) -> None:
     want = reference.calculate_snr(torch.from_numpy(x), torch.from_numpy(q))
     got = as_number(student.call("calculate_snr", x, q), f"calculate_snr on {what}")
     if not close(got, want, 0.0, TOL_DB):
-        raise Fail(f"calculate_snr on {what} is off by more than {TOL_DB} dB.{ratio_hint(got, want)}")
+        values = f" You returned {got:.4g} dB; expected {want:.4g} dB." if public else ""  # public input only
+        raise Fail(f"calculate_snr on {what} is off by more than {TOL_DB} dB.{values}{ratio_hint(got, want)}")
 
 
 @check("snr", "snr_known_value", 1, "original [3, 4] vs quantized [3, 3]", hidden=False)
 def known_value(student, rng):
-    _snr(student, np.array([3.0, 4.0], np.float32), np.array([3.0, 3.0], np.float32), "original [3, 4], quantized [3, 3]")
+    _snr(student, np.array([3.0, 4.0], np.float32), np.array([3.0, 3.0], np.float32), "original [3, 4], quantized [3, 3]",
+         public=True)
 
 
 @check("snr", "snr_gaussian_int8", 1, "Gaussian weights vs their INT8 quantization")
