@@ -239,10 +239,7 @@ class Sandbox:
 
     def close(self) -> None:
         if self.proc is not None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+            self.close_worker()
             try:
                 self.proc.kill()
             except ProcessLookupError:
@@ -296,6 +293,7 @@ class Sandbox:
             raise StudentError(f"the returned value could not be read ({exc})") from None
 
     def close_worker(self) -> None:
+        """Kill the worker's whole process group (the worker keeps its pipes until close())."""
         if self.proc is not None:
             try:
                 os.killpg(self.proc.pid, signal.SIGKILL)

@@ -27,6 +27,7 @@ def _launch(path: Path):
         sb = Sandbox(read_cells(path), limits=settings.limits, level=settings.isolation,
                      course_root=settings.course_root)
         sb.launch()
+        sb.hidden_seed = settings.hidden_seed  # the course config is read once per notebook
         _SESSIONS[path] = sb
     return _SESSIONS[path]
 
@@ -63,10 +64,10 @@ class CheckItem(pytest.Item):
         return sb
 
     def runtest(self):
-        from . import config
         from .grade import _run_check
 
-        result = _run_check(self._sandbox(), self.check, config.load(Path(self.path).parent).hidden_seed)
+        sb = self._sandbox()
+        result = _run_check(sb, self.check, sb.hidden_seed)
         if result.passed:
             _TALLY["passed"] += result.points
             return
