@@ -11,10 +11,10 @@ from typing import Any, Optional
 from . import config
 from .nbfile import NotebookError, cells_of_text, read_cells  # noqa: F401 - re-exported
 from .checks import EXERCISES, Check, Fail, by_exercise, rng_for
-from .sandbox import LEVELS, Sandbox, StudentError
+from .sandbox import LEVELS, EnvironmentFault, Sandbox, StudentError
 
 
-class IsolationError(Exception):
+class IsolationError(EnvironmentFault):
     """The sandbox could not reach the isolation level the course requires."""
 
 
@@ -68,21 +68,28 @@ class Report:
 
 def grade_cells(cells: list[str], *, label: str = "notebook", exercises: Optional[list[str]] = None,
                 include_hidden: bool = True, settings: Optional[config.Settings] = None) -> Report:
-    """Run ``cells`` in a sandbox and score the checks. The core of every grading path."""
+    """Run ``cells`` in a sandbox and score the checks. The core of every grading path.
+
+    Raises :class:`EnvironmentFault` (or :class:`IsolationError`) when the grading machine,
+    not the submission, is at fault: such a run must not be scored at all.
+    """
     settings = settings or config.load()
     start = time.monotonic()
     groups = by_exercise()
     wanted = exercises or list(groups)
+    allow_fallback = LEVELS.index(settings.min_isolation) < LEVELS.index("namespaces")
     with Sandbox(cells, limits=settings.limits, level=settings.isolation, course_root=settings.course_root,
-                 device=settings.device) as sb:
-        run = sb.run
-        if run.fatal and run.fatal.startswith("the sandbox did not start"):
-            raise IsolationError(f"{run.fatal} (this is a problem of the grading machine, not of the submission)")
+                 device=settings.device, allow_fallback=allow_fallback) as sb:
+        run = sb.wait_ready()
+        if run.fault:
+            raise IsolationError(f"{run.fault} (a problem of the grading machine, not of the submission; "
+                                 "nothing was scored)")
         if LEVELS.index(run.level) < LEVELS.index(settings.min_isolation):
             raise IsolationError(
                 f"the sandbox reached isolation level '{run.level}' but the course requires "
                 f"'{settings.min_isolation}' ({run.detail}). Run as root or enable unprivileged user "
-                "namespaces, or lower LabGrader.min_isolation in course_config.py."
+                "namespaces, or lower LabGrader.min_isolation in course_config.py (or set "
+                "LAB_MIN_ISOLATION=process) on a machine where only trusted code runs."
             )
         notes = []
         if run.fatal:
@@ -90,14 +97,20 @@ def grade_cells(cells: list[str], *, label: str = "notebook", exercises: Optiona
         for i, c in enumerate(run.cells, 1):
             if c.error and c.error != "not run":
                 notes.append(f"code cell {i} raised {c.error.splitlines()[0][:300]}")
+        # Public checks first: nothing a hidden call leaves in the notebook's memory or files
+        # can reach a public check's message (hidden checks never show the student's text).
+        todo = [c for ex in wanted for c in groups[ex] if include_hidden or not c.hidden]
+        done = {c.name: _run_check(sb, c, settings.hidden_seed)
+                for c in sorted(todo, key=lambda c: c.hidden)}
         results = {}
         for ex in wanted:
-            checks = [c for c in groups[ex] if include_hidden or not c.hidden]
-            crs = [_run_check(sb, c, settings.hidden_seed) for c in checks]
+            crs = [done[c.name] for c in groups[ex] if c.name in done]
             results[ex] = ExerciseResult(ex, EXERCISES[ex], round(sum(c.points for c in crs), 6),
-                                         float(sum(c.points for c in checks)), crs)
-        if run.fatal and run.fatal not in notes:  # the worker died or went bad during the calls
+                                         float(sum(c.max_points for c in crs)), crs)
+        if run.fatal and run.fatal not in notes:  # the notebook went bad during the calls
             notes.insert(0, run.fatal)
+        if run.restarts:
+            notes.append(f"the notebook's process was restarted {run.restarts} time(s) after a call ended it")
     total = round(sum(e.score for e in results.values()), 6)
     max_total = float(sum(e.max_score for e in results.values()))
     return Report(label, total, max_total, results, run.level, run.detail, notes, time.monotonic() - start,
@@ -107,12 +120,18 @@ def grade_cells(cells: list[str], *, label: str = "notebook", exercises: Optiona
 def _run_check(sb: Sandbox, check: Check, seed: str) -> CheckResult:
     try:
         check.run(sb, rng_for(seed, check))
+    except EnvironmentFault:
+        raise
     except Fail as exc:
         return CheckResult(check.name, False, 0.0, check.points, check.hidden, str(exc))
     except StudentError as exc:
         text = str(exc)
         if text.startswith("NotImplementedError") or (text.startswith("NameError") and "not defined" in text):
             msg = f"not implemented yet ({text.split(':')[0]}): fill in the stub, run the cell, and save the notebook"
+        elif check.hidden and exc.from_student:
+            kind = text.split(":", 1)[0].split(" ", 1)[0][:80]
+            msg = (f"calling your code on {check.what} raised {kind} (the message is not shown for hidden "
+                   "checks; the public checks and the notebook's check cells show it on their inputs)")
         else:
             msg = f"calling your code on {check.what} failed: {text}"
         return CheckResult(check.name, False, 0.0, check.points, check.hidden, msg)

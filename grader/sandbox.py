@@ -1,26 +1,33 @@
-"""Run a student notebook in an isolated worker process and call its functions.
+"""Run a student notebook in an isolated process and call its functions.
 
-The worker (``worker_src.py``) runs as ``python -I -c <source>`` with fresh pipes, a fresh
-temporary working directory, its own session, rlimits, and where the OS allows, its own
-mount/pid/network namespaces with the course folder, homes and /tmp hidden and the uid
-dropped to ``nobody``. Only length-prefixed JSON crosses back; :func:`decode` below turns
-it into numbers, strings, lists, dicts and numpy arrays and nothing else.
+One clean, warm *zygote* per grading run (``python -I -c worker_src.py``: torch, numpy,
+IPython and matplotlib imported once, CUDA never touched, nothing of the grader in its
+memory) forks a *keeper* per notebook, which gives the notebook process a private uid, a
+cgroup, namespaces and rlimits, and kills every process it leaves behind (see
+``worker_src.py``). Calls run inside the notebook process, so CUDA works; a crash, exit,
+timeout or memory bomb ends that process and the next call gets a fresh one (the cells run
+again). Only length-prefixed JSON crosses back, read with deadlines and size caps;
+:func:`decode` turns it into numbers, strings, lists, dicts and numpy arrays and nothing else.
 """
 
 from __future__ import annotations
 
+import atexit
 import base64
+import errno
+import fcntl
 import json
 import os
 import select
 import shutil
-import signal
 import site
+import socket
 import struct
 import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +37,12 @@ import numpy as np
 
 LEVELS = ("none", "process", "namespaces")  # weakest to strongest
 WORKER_SOURCE = (Path(__file__).with_name("worker_src.py")).read_text()
-MAX_FRAME = 256 << 20
+MAX_FRAME = 64 << 20
+# What the notebook process needs; a grading environment without one of them is broken
+# (an environment fault for the TA, never a student's zero).
+WORKER_IMPORTS = ("numpy", "torch", "IPython", "traitlets", "matplotlib")
+MAX_RESTARTS = 24  # fresh notebook processes per notebook after crashing cells or calls
+MAX_CRASHES_PER_FUNCTION = 2  # after this many, a function that ends the process is not called again
 
 
 @dataclass(frozen=True)
@@ -45,8 +57,20 @@ class Limits:
     max_output: int = 20_000  # characters of stdout/stderr kept per cell
 
 
+class EnvironmentFault(Exception):
+    """The grading machine, not the submission, is at fault: nothing may be scored."""
+
+
 class StudentError(Exception):
-    """A call into the student's code failed (exception, timeout, crash); the message says how."""
+    """A call into the student's code failed (exception, timeout, crash); the message says how.
+
+    ``from_student``: the text is the student's own exception message (it can echo the
+    inputs, so hidden checks show only its type).
+    """
+
+    def __init__(self, message: str, from_student: bool = False):
+        super().__init__(message)
+        self.from_student = from_student
 
 
 @dataclass
@@ -63,6 +87,8 @@ class NotebookRun:
     cells: list[CellResult] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
     fatal: Optional[str] = None  # why the notebook's process could not be used, if it could not
+    fault: Optional[str] = None  # an environment fault: the sandbox could not be set up at all
+    restarts: int = 0  # fresh notebook processes started after a call ended the previous one
 
 
 def decode(obj: Any) -> Any:
@@ -138,24 +164,263 @@ def _hide_paths(course_root: Optional[Path], extra: tuple[str, ...] = ()) -> lis
     return [h for h in hide if os.path.isdir(h)]
 
 
+# ---------------------------------------------------------------------------------------
+# framing with deadlines and caps
+# ---------------------------------------------------------------------------------------
+
+class Channel:
+    """Length-prefixed JSON frames on a non-blocking fd; linear buffering, size cap, deadlines."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        os.set_blocking(fd, False)
+        self.buf = bytearray()
+        self.corrupt = False
+        self.eof = False
+
+    def recv(self, deadline: float) -> Optional[dict]:
+        """The next frame that is a JSON object; None on EOF, garbage or deadline."""
+        while True:
+            if len(self.buf) >= 4:
+                (n,) = struct.unpack_from("<I", self.buf)
+                if n > MAX_FRAME:
+                    self.corrupt = True
+                    return None
+                if len(self.buf) >= 4 + n:
+                    body = bytes(self.buf[4:4 + n])
+                    del self.buf[:4 + n]
+                    try:
+                        obj = json.loads(body)
+                    except ValueError:
+                        continue  # a broken frame: skip it
+                    if isinstance(obj, dict):
+                        return obj
+                    continue
+            if self.eof:
+                return None
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            r, _, _ = select.select([self.fd], [], [], min(left, 1.0))
+            if not r:
+                continue
+            try:
+                chunk = os.read(self.fd, 1 << 20)
+            except BlockingIOError:
+                continue
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self.eof = True
+                continue
+            self.buf += chunk
+
+
+def frame(obj: Any) -> bytes:
+    data = json.dumps(obj).encode()
+    return struct.pack("<I", len(data)) + data
+
+
+def write_until(fd: int, data: memoryview, deadline: float) -> memoryview:
+    """Write what can be written before ``deadline``; return what is left (empty: all sent)."""
+    while data:
+        try:
+            data = data[os.write(fd, data):]
+            continue
+        except BlockingIOError:
+            pass
+        except OSError:
+            return memoryview(b"")  # the reader is gone; its death is reported elsewhere
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        select.select([], [fd], [], min(left, 1.0))
+    return data
+
+
+# ---------------------------------------------------------------------------------------
+# the zygote: one clean, warm parent per grading run
+# ---------------------------------------------------------------------------------------
+
+class Zygote:
+    def __init__(self, imports: tuple[str, ...]):
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.log = tempfile.TemporaryFile()
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "MPLBACKEND": "Agg",
+               "OMP_NUM_THREADS": "1", "HOME": os.environ.get("HOME", "/"), "PYTHONDONTWRITEBYTECODE": "1"}
+        for key in ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "LD_LIBRARY_PATH", "XDG_CACHE_HOME"):
+            if key in os.environ:
+                env[key] = os.environ[key]
+        cfg = {"sock": child.fileno(), "imports": list(imports)}
+        self.proc = subprocess.Popen([sys.executable, "-I", "-c", WORKER_SOURCE, json.dumps(cfg)],
+                                     stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log,
+                                     pass_fds=(child.fileno(),), start_new_session=True, env=env, cwd="/")
+        child.close()
+        self.sock = parent
+        self.sock.settimeout(180)
+        self.lock = threading.Lock()
+        try:
+            ready = json.loads(self.sock.recv(1 << 20) or b"{}")
+        except (OSError, ValueError):
+            ready = {}
+        if ready.get("op") != "ready":
+            self.close()
+            raise EnvironmentFault("the grading environment could not start its worker process: "
+                                   + self.log_tail())
+        if ready.get("missing"):
+            self.close()
+            raise EnvironmentFault(
+                "the grading environment lacks what student notebooks need: " + "; ".join(ready["missing"])
+                + f". Install it into the Python that runs the grader ({sys.executable}); nothing was scored.")
+
+    def spawn(self, spec: dict, fds: list[int]) -> int:
+        with self.lock:
+            socket.send_fds(self.sock, [json.dumps({"op": "spawn", "spec": spec}).encode()], fds)
+            reply = json.loads(self.sock.recv(1 << 16) or b"{}")
+        if reply.get("op") != "spawned":
+            raise OSError("the zygote did not spawn")
+        return int(reply["pid"])
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log_tail(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")[-1500:].strip() or "(no output)"
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait()
+
+
+_ZYGOTES: dict[tuple[str, ...], Zygote] = {}
+_ZLOCK = threading.Lock()
+
+
+def zygote(imports: Optional[tuple[str, ...]] = None) -> Zygote:
+    """The warm parent of this grading run (started on first use, restarted if it died)."""
+    imports = tuple(imports if imports is not None else WORKER_IMPORTS)
+    with _ZLOCK:
+        z = _ZYGOTES.get(imports)
+        if z is None or not z.alive():
+            z = _ZYGOTES[imports] = Zygote(imports)
+        return z
+
+
+@atexit.register
+def _close_zygotes() -> None:
+    for z in list(_ZYGOTES.values()):
+        z.close()
+    _ZYGOTES.clear()
+
+
+class _Process:
+    """One notebook process and its keeper, seen from the grader."""
+
+    def __init__(self, spec: dict, imports: Optional[tuple[str, ...]]):
+        req_r, req_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        ctl_r, ctl_w = os.pipe()
+        st_r, st_w = os.pipe()
+        for fd in (req_w, rep_r, ctl_w, st_r):
+            os.set_inheritable(fd, False)
+        try:
+            fcntl.fcntl(req_w, 1031, 1 << 20)  # F_SETPIPE_SZ: most notebooks' cells fit at once
+        except OSError:
+            pass
+        try:
+            self.keeper = zygote(imports).spawn(spec, [req_r, rep_w, ctl_r, st_w])
+        finally:
+            for fd in (req_r, rep_w, ctl_r, st_w):
+                os.close(fd)
+        self.req_w, self.ctl_w = req_w, ctl_w
+        os.set_blocking(req_w, False)
+        self.rep = Channel(rep_r)
+        self.status = Channel(st_r)
+        self.pending = memoryview(b"")
+        self.exit: Optional[dict] = None
+        self.started: Optional[dict] = None
+
+    def send(self, obj: Any, deadline: float) -> bool:
+        self.pending = write_until(self.req_w, memoryview(bytes(self.pending) + frame(obj)), deadline)
+        return not self.pending
+
+    def flush(self, deadline: float) -> bool:
+        self.pending = write_until(self.req_w, self.pending, deadline)
+        return not self.pending
+
+    def kill(self) -> None:
+        try:
+            os.write(self.ctl_w, b"k")
+        except OSError:
+            pass
+
+    def wait_started(self, timeout: float = 60) -> dict:
+        if self.started is None:
+            self.started = self.status.recv(time.monotonic() + timeout) or {"op": "failed", "why": "no answer"}
+        return self.started
+
+    def wait_exit(self, timeout: float = 10) -> dict:
+        """How the notebook process ended (the keeper has cleaned up when this returns)."""
+        if self.exit is None:
+            deadline = time.monotonic() + timeout
+            while self.exit is None:
+                msg = self.status.recv(deadline)
+                if msg is None:
+                    self.exit = {"op": "exit", "status": None, "oom": False}
+                elif msg.get("op") in ("exit", "failed"):
+                    self.exit = msg
+        return self.exit
+
+    def close(self) -> None:
+        self.kill()
+        for fd in (self.ctl_w, self.req_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.wait_exit()
+        for fd in (self.rep.fd, self.status.fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+# ---------------------------------------------------------------------------------------
+# the sandbox: one notebook, one or more notebook processes over its life
+# ---------------------------------------------------------------------------------------
+
 class Sandbox:
-    """One student notebook in one isolated worker. Use as a context manager."""
+    """One student notebook in an isolated process. Use as a context manager.
+
+    ``allow_fallback``: where namespaces are refused, go on at 'process' (said in
+    ``run.detail``) instead of reporting an environment fault.
+    """
 
     def __init__(self, cells: list[str], *, limits: Limits = Limits(), level: Optional[str] = None,
-                 course_root: Optional[Path] = None, hide: tuple[str, ...] = (), device: str = "cpu"):
+                 course_root: Optional[Path] = None, hide: tuple[str, ...] = (), device: str = "cpu",
+                 allow_fallback: bool = True, imports: Optional[tuple[str, ...]] = None):
         self.cells = cells
         self.limits = limits
         self.level = level or best_level()
         self.course_root = course_root
         self.hide = hide
         self.device = device
-        self.proc: Optional[subprocess.Popen] = None
+        self.allow_fallback = allow_fallback
+        self.imports = imports
         self.run = NotebookRun()
+        self.proc: Optional[_Process] = None
         self._next_id = 0
-        self._buf = b""
         self._tmp: Optional[str] = None
-        self._corrupt = False
-        self._retried = False
+        self._fell_back = ""
+        self._ready = False
+        self._skip: dict[str, str] = {}  # code cell index -> why it was skipped (it ended the process)
+        self._crashes: dict[str, int] = {}  # function -> how many times a call ended the process
 
     # -- lifecycle ---------------------------------------------------------------------
     def __enter__(self) -> "Sandbox":
@@ -166,95 +431,108 @@ class Sandbox:
         self.close()
 
     def start(self) -> NotebookRun:
-        """Launch the worker and wait until the notebook's cells have run."""
+        """Launch the notebook process and wait until the notebook's cells have run."""
         self.launch()
         return self.wait_ready()
 
-    def launch(self) -> None:
-        """Start the worker and hand it the cells; return at once (see :meth:`wait_ready`)."""
+    def _spec(self) -> dict:
         lim = self.limits
-        self._tmp = tempfile.mkdtemp(prefix="lab-sandbox-")
-        os.chmod(self._tmp, 0o755)
-        workdir = os.path.join(self._tmp, "work") if self.level != "namespaces" else "/tmp/work"
-        cfg = {
+        if self._tmp is None:
+            self._tmp = tempfile.mkdtemp(prefix="lab-sandbox-")
+            os.chmod(self._tmp, 0o755)
+        workdir = "/tmp/work" if self.level == "namespaces" else os.path.join(self._tmp, f"work{self.run.restarts}")
+        return {
             "level": "namespaces" if self.level == "namespaces" else "process",
-            "require": None,
-            "device": self.device,
-            "workdir": workdir,
-            "hide": _hide_paths(self.course_root, self.hide),
-            "keep": _keep_paths(),
+            "device": self.device, "workdir": workdir,
+            "hide": _hide_paths(self.course_root, self.hide), "keep": _keep_paths(),
             "memory_bytes": lim.memory_bytes, "cpu_seconds": lim.cpu_seconds, "nproc": lim.nproc,
             "file_bytes": lim.file_bytes, "cell_timeout": lim.cell_timeout, "max_output": lim.max_output,
+            "host_uid": os.getuid(),
         }
-        req_r, req_w = os.pipe()
-        rep_r, rep_w = os.pipe()
-        cfg["fds"] = [req_r, rep_w]  # the worker moves them to 3 and 4
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "HOME": workdir,
-               "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
 
-        self._log = open(os.path.join(self._tmp, "worker.log"), "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-I", "-c", WORKER_SOURCE, json.dumps(cfg)],
-            stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
-            pass_fds=(req_r, rep_w), start_new_session=True, env=env,
-            cwd=self._tmp,
-        )
-        os.close(req_r)
-        os.close(rep_w)
-        self._w, self._r = req_w, rep_r
-        self._send({"op": "run", "cells": self.cells})  # the worker reads it after its hello
+    def launch(self) -> None:
+        """Start a notebook process and hand it the cells; return at once (see :meth:`wait_ready`)."""
+        self.proc = _Process(self._spec(), self.imports)
+        self._ready = False
+        self.proc.send({"op": "run", "cells": self.cells, "skip": self._skip}, time.monotonic())  # rest: wait_ready
 
     def wait_ready(self) -> NotebookRun:
-        lim = self.limits
-        if self.run.level != "none" or self.run.fatal:
-            return self.run
-        hello = self._recv(time.monotonic() + 60)
-        if (not hello or hello.get("op") != "hello") and self.level == "namespaces" and not self._retried:
-            # Namespaces were allowed but a later step (a mount) was refused: fall back once.
-            why = self._log_tail().strip().splitlines()[-1:] or ["no output"]
-            self.close()
-            self.level, self._retried = "process", True
-            self.run = NotebookRun()
+        """Wait until the cells have run. A cell that ends the notebook process (exit, crash,
+        memory, a loop that ignores its timeout, garbage on the channel) costs only itself:
+        it is skipped and the notebook runs again without it."""
+        while not (self._ready or self.run.fatal or self.run.fault):
+            self._ready = True
+            failed = self._wait_once()
+            if failed is None:
+                break
+            cell, why = failed
+            if cell is None or self.run.restarts >= MAX_RESTARTS:
+                self.run.fatal = why
+                if not self.run.cells:
+                    self.run.cells = [CellResult(error="not run") for _ in self.cells]
+                break
+            self._skip[str(cell)] = why
+            self.proc.close()
+            self.run.restarts += 1
             self.launch()
-            run = self.wait_ready()
-            run.detail = f"namespaces failed ({why[0][:200]}); " + run.detail
-            return run
-        if not hello or hello.get("op") != "hello":
-            self.run.fatal = "the sandbox did not start: " + self._log_tail()
-            return self.run
-        self.run.level = hello.get("level") if hello.get("level") in LEVELS else "none"
-        self.run.detail = str(hello.get("detail", ""))
-        ran = self._recv(time.monotonic() + lim.notebook_timeout + 10)
-        if not ran or ran.get("op") != "ran" or not isinstance(ran.get("cells"), list):
-            self.run.fatal = self._death_reason("while running the notebook's cells", lim.notebook_timeout + 10)
-            self.run.cells = [CellResult(error="not run") for _ in self.cells]
-            return self.run
-        for c in ran["cells"][: len(self.cells)]:
-            c = c if isinstance(c, dict) else {}
-            self.run.cells.append(CellResult(str(c.get("stdout", ""))[: lim.max_output],
-                                             str(c.get("stderr", ""))[: lim.max_output],
-                                             None if c.get("error") is None else str(c.get("error"))[:2000]))
-        self.run.names = [str(n) for n in ran.get("names", []) if isinstance(n, str)][:10_000]
         return self.run
+
+    def _wait_once(self) -> Optional[tuple[Optional[int], str]]:
+        """One notebook process's start and cells; (cell index or None, why) if it ended badly."""
+        lim = self.limits
+        proc = self.proc
+        started = proc.wait_started()
+        hello = proc.rep.recv(time.monotonic() + 60) if started.get("op") == "started" else None
+        if not hello or hello.get("op") != "hello":
+            why = (started.get("why") if started.get("op") == "failed"
+                   else (hello or {}).get("why") or self._describe_exit("while setting up the sandbox"))
+            proc.close()
+            if self.level == "namespaces" and self.allow_fallback and not self._fell_back:
+                self._fell_back = f"namespaces refused ({str(why)[:300]}); fell back to 'process'"
+                self.level = "process"
+                self.launch()
+                return self._wait_once()
+            self.run.fault = f"the sandbox could not be set up at level '{self.level}': {str(why)[:500]}"
+            return None
+        self.run.level = hello.get("level") if hello.get("level") in LEVELS else "none"
+        self.run.detail = "; ".join(x for x in (self._fell_back, str(hello.get("detail", ""))) if x)
+        deadline = time.monotonic() + lim.notebook_timeout + 10
+        cell = None
+        while True:
+            msg = proc.rep.recv(deadline) if proc.flush(deadline) else None
+            if msg is not None and msg.get("op") == "cell" and isinstance(msg.get("i"), int):
+                cell = msg["i"]
+                continue
+            break
+        if msg is not None and msg.get("op") == "setup-failed":
+            self.run.fault = f"the notebook process could not start: {str(msg.get('why'))[:500]}"
+            return None
+        if not msg or msg.get("op") != "ran" or not isinstance(msg.get("cells"), list):
+            where = f"while running code cell {cell + 1}" if cell is not None else "while running the notebook's cells"
+            return cell, self._death_reason(where, lim.notebook_timeout + 10)
+        cells = []
+        for c in msg["cells"][: len(self.cells)]:
+            c = c if isinstance(c, dict) else {}
+            cells.append(CellResult(str(c.get("stdout", ""))[: lim.max_output],
+                                    str(c.get("stderr", ""))[: lim.max_output],
+                                    None if c.get("error") is None else str(c.get("error"))[:2000]))
+        if not self.run.cells:  # the first complete run's outputs are the notebook's; restarts re-create state
+            self.run.cells = cells
+            self.run.names = [str(n) for n in msg.get("names", []) if isinstance(n, str)][:10_000]
+        return None
 
     def close(self) -> None:
         if self.proc is not None:
-            self.close_worker()
-            try:
-                self.proc.kill()
-            except ProcessLookupError:
-                pass
-            self.proc.wait()
-            for fd in (self._w, self._r):
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+            self.proc.close()
             self.proc = None
-            self._log.close()
         if self._tmp:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
+
+    def close_worker(self) -> None:
+        """Stop the notebook process now (its keeper kills everything it started)."""
+        if self.proc is not None:
+            self.proc.kill()
 
     # -- calls -------------------------------------------------------------------------
     def call(self, name: str, *args: Any, timeout: Optional[float] = None, **kwargs: Any) -> Any:
@@ -265,102 +543,80 @@ class Sandbox:
         """Return the value of the student's global ``name`` as plain data."""
         return self._request("get", name, (), {}, None)
 
-    def _request(self, op, name, args, kwargs, timeout):
+    def _fresh_process(self) -> None:
+        """The last call ended the notebook process: start another (the cells run again)."""
+        if self.run.restarts >= MAX_RESTARTS:
+            self.run.fatal = (f"the notebook's process was ended {self.run.restarts + 1} times by its own code; "
+                              "the remaining checks were not run")
+            raise StudentError(self.run.fatal)
+        self.proc.close()
+        self.run.restarts += 1
+        self.launch()
+        self.wait_ready()
+        if self.run.fault:
+            raise EnvironmentFault(self.run.fault)
         if self.run.fatal:
             raise StudentError(self.run.fatal)
-        if self.proc is None or self.proc.poll() is not None:
-            self.run.fatal = self._death_reason("before this call", 0)
+
+    def _request(self, op, name, args, kwargs, timeout):
+        self.wait_ready()
+        if self.run.fault:
+            raise EnvironmentFault(self.run.fault)
+        if self.run.fatal:
             raise StudentError(self.run.fatal)
+        if self._crashes.get(name, 0) >= MAX_CRASHES_PER_FUNCTION:
+            raise StudentError(f"{name}() ended the notebook's process {self._crashes[name]} times; it was not "
+                               "called again")
+        if self.proc.rep.eof or self.proc.rep.corrupt or self.proc.exit is not None:
+            self._fresh_process()
         timeout = float(timeout or self.limits.call_timeout)
         self._next_id += 1
         rid = self._next_id
-        self._send({"op": op, "id": rid, "name": name, "args": encode_arg(list(args)),
-                    "kwargs": encode_arg(kwargs), "timeout": timeout})
-        deadline = time.monotonic() + timeout + 10
-        while True:
-            reply = self._recv(deadline)
-            if reply is None:
-                self.run.fatal = self._death_reason(f"during the call to {name}()", timeout)
-                self.close_worker()
-                raise StudentError(self.run.fatal)
-            if reply.get("op") == "result" and reply.get("id") == rid:
-                break  # anything else is noise the student's code wrote to our pipe
+        deadline = time.monotonic() + timeout + 3
+        payload = {"op": op, "id": rid, "name": name, "args": encode_arg(list(args)),
+                   "kwargs": encode_arg(kwargs), "timeout": timeout}
+        reply = None
+        if self.proc.send(payload, deadline):
+            while True:
+                reply = self.proc.rep.recv(deadline)
+                if reply is None or (reply.get("op") == "result" and reply.get("id") == rid):
+                    break  # anything else is noise the student's code wrote to our pipe
+        if reply is None:
+            self._crashes[name] = self._crashes.get(name, 0) + 1
+            raise StudentError(self._death_reason(f"during the call to {name}()", timeout))
         if reply.get("ok") is not True:
-            raise StudentError(str(reply.get("error", "the call failed"))[:2000])
+            raise StudentError(str(reply.get("error", "the call failed"))[:2000], from_student=True)
         try:
             return decode(reply.get("value"))
         except (ValueError, TypeError, KeyError) as exc:
             raise StudentError(f"the returned value could not be read ({exc})") from None
 
-    def close_worker(self) -> None:
-        """Kill the worker's whole process group (the worker keeps its pipes until close())."""
-        if self.proc is not None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-
-    # -- framing -----------------------------------------------------------------------
-    def _send(self, obj) -> None:
-        data = json.dumps(obj).encode()
-        try:
-            os.write(self._w, struct.pack("<I", len(data)))
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._w, view):]
-        except (BrokenPipeError, OSError):
-            pass
-
-    def _recv(self, deadline: float) -> Optional[dict]:
-        while True:
-            if len(self._buf) >= 4:
-                (n,) = struct.unpack("<I", self._buf[:4])
-                if n > MAX_FRAME:
-                    self._corrupt = True
-                    return None
-                if len(self._buf) >= 4 + n:
-                    body, self._buf = self._buf[4:4 + n], self._buf[4 + n:]
-                    try:
-                        obj = json.loads(body)
-                    except ValueError:
-                        continue  # a forged or broken frame: skip it
-                    if isinstance(obj, dict):
-                        return obj
-                    continue
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            r, _, _ = select.select([self._r], [], [], min(left, 1.0))
-            if not r:
-                continue
-            try:
-                chunk = os.read(self._r, 1 << 20)
-            except OSError:
-                return None
-            if not chunk:
-                return None
-            self._buf += chunk
+    def _describe_exit(self, when: str) -> str:
+        ex = self.proc.wait_exit(5) if self.proc else {}
+        status = ex.get("status")
+        if ex.get("op") == "failed":
+            return str(ex.get("why"))
+        if ex.get("oom"):
+            return (f"the notebook's processes were killed {when}: together they used more than "
+                    f"{self.limits.memory_bytes >> 20} MiB of memory")
+        if status is None:
+            return f"the notebook's process ended {when}"
+        code = os.waitstatus_to_exitcode(status)
+        why = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+        hint = " (memory or CPU limit?)" if code in (-9, -24, -11) else "; did the notebook call exit(), os._exit() or kill itself?"
+        return f"the notebook's process ended {when} ({why}){hint}"
 
     def _death_reason(self, when: str, timeout: float) -> str:
-        if self._corrupt:
-            self.close_worker()
+        """The notebook process is gone or gone bad: stop it and say why."""
+        proc = self.proc
+        if proc.rep.corrupt:
+            proc.kill()
+            proc.wait_exit()
             return (f"the notebook wrote garbage into the grader's channel {when}; nothing more it returns "
                     "can be trusted. Do not write to file descriptors you did not open.")
-        if self.proc is None:
-            return f"the notebook's process was not running {when}"
-        try:
-            code = self.proc.wait(timeout=2)  # EOF usually means it is exiting: give it a moment
-        except subprocess.TimeoutExpired:
-            code = None
-        if code is None:
-            self.close_worker()
-            return f"the notebook's process stopped answering {when} (no reply within {timeout:.0f} s); it was stopped"
-        why = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
-        return f"the notebook's process ended {when} ({why}); did the notebook call exit(), os._exit() or kill itself?"
-
-    def _log_tail(self) -> str:
-        try:
-            self._log.flush()
-            return Path(self._log.name).read_text(errors="replace")[-1500:] or "(no output)"
-        except OSError:
-            return "(no log)"
+        if not proc.rep.eof:
+            proc.kill()
+            proc.wait_exit()
+            return (f"the notebook's process stopped answering {when} (no reply within {timeout:.0f} s); "
+                    "it was stopped")
+        return self._describe_exit(when)

@@ -1,64 +1,84 @@
-"""The sandboxed worker: runs a student notebook's cells, then answers function calls.
+"""The sandbox's own processes: a warm zygote, one keeper per notebook, the notebook process.
 
 This file is never imported by the grader. Its text is handed to ``python -I -c`` so that
-it needs nothing from the course folder, which it hides from itself before any student
-code runs. It must import only the standard library before isolation is in force.
+the processes it starts hold nothing of the grader: not the checks, not the references, not
+the hidden seed, not the course config. Only the standard library is imported before the
+zygote's warm imports (torch, numpy, IPython, matplotlib), and CUDA is never touched here.
 
-Protocol (length-prefixed JSON frames; requests on fd 3, replies on fd 4):
-  worker -> grader  {"op": "hello", "level": ..., "detail": ...}   (before any student code)
-  grader -> worker  {"op": "run", "cells": [src, ...]}
-  worker -> grader  {"op": "ran", "cells": [{"stdout", "stderr", "error"}], "names": [...]}
-  grader -> worker  {"op": "call"|"get", "id": n, "name": str, "args": [...], "kwargs": {...}, "timeout": s}
-  worker -> grader  {"op": "result", "id": n, "ok": bool, "value": data | "error": str}
-Only plain data crosses: None, bool, int, float, str, lists, dicts with str keys, and arrays
-as {"__array__": [dtype, shape, base64 bytes]}. Every call runs in a forked child, so a
-crash, exit, loop or memory bomb in one call cannot touch the next.
+Process tree (one zygote per grading run; ``grader/sandbox.py`` drives it)::
+
+    grader (trusted) --socket--> zygote  (warm: modules imported once per run)
+                                   '-- fork: keeper (one per notebook; never runs student code)
+                                          '-- fork: notebook process (isolated; runs the cells, answers calls)
+
+The keeper takes a private uid (root: one from a reserved range, locked per sandbox), a
+cgroup (memory and process count for the whole tree, v2 or v1; rlimits where neither can
+be written), unshares the namespaces, forks the notebook process, and when that process
+ends, or the grader asks, kills everything the notebook started and reports how it ended.
+Calls run inside the notebook process, not in forks of it, so CUDA works; a crash, exit or
+timeout ends that process and the grader starts a fresh one (the cells run again).
+
+Protocols (length-prefixed JSON frames, plain data only):
+  grader -> zygote   {"op": "spawn", "spec": {...}} + fds [req_r, rep_w, ctl_r, st_w]  (SCM_RIGHTS)
+  zygote -> grader   {"op": "ready", "missing": [...]} once; {"op": "spawned", "pid": keeper} per spawn
+  keeper -> grader   (status pipe) {"op": "started", "pid": n} / {"op": "failed", "why": str}
+                     / {"op": "exit", "status": wait status, "oom": bool}
+  grader -> keeper   (control pipe) any byte or EOF: kill the notebook now
+  notebook -> grader {"op": "hello", "level", "detail"} (before student code) / {"op": "setup-failed", "why"}
+  grader -> notebook {"op": "run", "cells": [src, ...]}
+  notebook -> grader {"op": "ran", "cells": [{"stdout", "stderr", "error"}], "names": [...]}
+  grader -> notebook {"op": "call"|"get", "id": n, "name": str, "args", "kwargs", "timeout": s}
+  notebook -> grader {"op": "result", "id": n, "ok": bool, "value": data | "error": str}
+Arrays cross as {"__array__": [dtype, shape, base64 bytes]}, non-finite floats as {"__float__": ...}.
 """
 
 import base64
 import ctypes
+import fcntl
 import io
 import json
 import os
 import resource
 import select
 import signal
+import socket
 import struct
 import sys
 import time
 import traceback
 
-REQ_FD, REP_FD = 3, 4  # moved to random high numbers before student code runs (see main)
-MAX_FRAME = 256 << 20
-NOBODY = 65534
+MAX_FRAME = 64 << 20
+UID_BASE, UID_SLOTS = 1_500_000_000, 4096  # private uids for sandboxes (root only)
+UID_LOCKS = "/run/lab-grader-uids"
 DEVICE = "cpu"  # where argument tensors are placed (device-check grades on "cuda" too)
+REPLY_FD = [-1]  # the notebook process's reply channel, wherever it has been moved
 
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
 CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
-PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
+PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS, PR_CAPBSET_DROP = 1, 36, 38, 24
 
 
 # ---------------------------------------------------------------------------------------
-# framing
+# framing (the worker side writes blocking; the grader side has deadlines and caps)
 # ---------------------------------------------------------------------------------------
 
-def send(obj):
+def send(fd, obj):
     data = json.dumps(obj).encode()
-    os.write(REP_FD, struct.pack("<I", len(data)))
-    view = memoryview(data)
+    view = memoryview(struct.pack("<I", len(data)) + data)
     while view:
-        n = os.write(REP_FD, view)
-        view = view[n:]
+        view = view[os.write(fd, view):]
 
 
-def recv():
-    head = _read_exact(REQ_FD, 4)
+def recv(fd):
+    head = _read_exact(fd, 4)
     if head is None:
         return None
     (n,) = struct.unpack("<I", head)
-    body = _read_exact(REQ_FD, n)
+    if n > MAX_FRAME:
+        return None
+    body = _read_exact(fd, n)
     return None if body is None else json.loads(body)
 
 
@@ -73,7 +93,53 @@ def _read_exact(fd, n):
 
 
 # ---------------------------------------------------------------------------------------
-# isolation
+# zygote
+# ---------------------------------------------------------------------------------------
+
+def zygote_main(cfg):
+    sock = socket.socket(fileno=cfg["sock"])
+    missing = []
+    for mod in cfg["imports"]:
+        try:
+            __import__(mod)
+        except BaseException as exc:  # noqa: BLE001 - report any failure, by name
+            missing.append(f"{mod} ({type(exc).__name__}: {exc})")
+    try:
+        import torch
+        torch.set_num_threads(1)
+        import matplotlib
+        matplotlib.use("Agg")
+    except BaseException:  # noqa: BLE001 - already reported as missing
+        pass
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # keepers are reaped by the kernel
+    sock.send(json.dumps({"op": "ready", "missing": missing, "pid": os.getpid()}).encode())
+    while True:
+        try:
+            data, fds, _, _ = socket.recv_fds(sock, 1 << 20, 8)
+        except OSError:
+            os._exit(0)
+        if not data:
+            os._exit(0)  # the grader went away
+        msg = json.loads(data)
+        if msg.get("op") != "spawn" or len(fds) != 4:
+            for fd in fds:
+                os.close(fd)
+            continue
+        pid = os.fork()
+        if pid == 0:
+            sock.close()
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            try:
+                keeper_main(msg["spec"], fds)
+            finally:
+                os._exit(70)
+        for fd in fds:
+            os.close(fd)
+        sock.send(json.dumps({"op": "spawned", "pid": pid}).encode())
+
+
+# ---------------------------------------------------------------------------------------
+# isolation helpers
 # ---------------------------------------------------------------------------------------
 
 def _libc():
@@ -89,28 +155,234 @@ def _check(rc, what):
 
 
 def _mount(libc, src, target, fstype, flags, data=None):
-    enc = lambda s: None if s is None else s.encode()
+    enc = lambda s: None if s is None else s.encode()  # noqa: E731
     _check(libc.mount(enc(src), enc(target), enc(fstype), flags, enc(data)), f"mount {target}")
 
 
-def enter_namespaces(cfg):
-    """Unshare mount/pid/net/ipc/uts namespaces; return a description or raise OSError."""
-    libc = _libc()
-    flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
-    root = os.geteuid() == 0
-    if not root:
-        uid, gid = os.geteuid(), os.getegid()
-        _check(libc.unshare(flags | CLONE_NEWUSER), "unshare(user+mount+pid+net)")
-        with open("/proc/self/setgroups", "w") as f:
-            f.write("deny")
-        with open("/proc/self/uid_map", "w") as f:
-            f.write(f"0 {uid} 1")
-        with open("/proc/self/gid_map", "w") as f:
-            f.write(f"0 {gid} 1")
-    else:
-        _check(libc.unshare(flags), "unshare(mount+pid+net)")
-    _mount(libc, None, "/", None, MS_REC | MS_PRIVATE)
-    return libc, root
+def _write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def allocate_uid():
+    """A private uid for this sandbox: the first slot whose lock file we can hold."""
+    os.makedirs(UID_LOCKS, mode=0o700, exist_ok=True)
+    start = (os.getpid() * 7919) % UID_SLOTS
+    for i in range(UID_SLOTS):
+        slot = (start + i) % UID_SLOTS
+        fd = os.open(os.path.join(UID_LOCKS, str(slot)), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        uid = UID_BASE + slot
+        kill_uid(uid)  # anything a crashed earlier run left behind
+        return uid, fd
+    raise OSError("no free sandbox uid")
+
+
+def pids_where(pred):
+    out = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/status") as f:
+                    fields = dict(line.split(":", 1) for line in f if ":" in line)
+            except (OSError, ValueError):
+                continue
+            if pred(fields):
+                out.append(int(name))
+    return out
+
+
+def kill_all(find, rounds=200):
+    """SIGKILL what ``find()`` returns until it returns nothing (a forking process included)."""
+    for _ in range(rounds):
+        pids = [p for p in find() if p != os.getpid()]
+        if not pids:
+            return True
+        for p in pids:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except OSError:
+                pass
+        _reap()
+        time.sleep(0.005)
+    return False
+
+
+def kill_uid(uid):
+    return kill_all(lambda: pids_where(lambda f: int(f.get("Uid", "-1 ").split()[0]) == uid))
+
+
+def _reap():
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+class Cgroup:
+    """Memory and process count for a sandbox's whole tree: cgroup v2, else v1, else None."""
+
+    def __init__(self, kind, dirs):
+        self.kind, self.dirs = kind, dirs
+
+    @classmethod
+    def create(cls, name, memory_bytes, nproc):
+        for maker in (cls._v2, cls._v1):
+            try:
+                cg = maker(name, memory_bytes, nproc)
+            except OSError:
+                cg = None
+            if cg is not None:
+                return cg
+        return None
+
+    @staticmethod
+    def _mounts():
+        out = []
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                left, _, right = line.partition(" - ")
+                fstype, _, opts = (right.split() + ["", "", ""])[:3]
+                out.append((left.split()[4], fstype, set(opts.split(","))))
+        return out
+
+    @staticmethod
+    def _own(controller):
+        with open("/proc/self/cgroup") as f:
+            for line in f:
+                _, ctrls, path = line.rstrip("\n").split(":", 2)
+                if (controller == "" and ctrls == "") or controller in ctrls.split(","):
+                    return path
+        return None
+
+    @classmethod
+    def _v2(cls, name, memory_bytes, nproc):
+        mount = next((m for m, t, _ in cls._mounts() if t == "cgroup2"), None)
+        own = cls._own("")
+        if mount is None or own is None:
+            return None
+        parent = os.path.join(mount, own.lstrip("/"))
+        with open(os.path.join(parent, "cgroup.controllers")) as f:
+            if not {"memory", "pids"} <= set(f.read().split()):
+                return None
+        with open(os.path.join(parent, "cgroup.subtree_control")) as f:
+            enabled = set(f.read().split())
+        if not {"memory", "pids"} <= enabled:
+            _write(os.path.join(parent, "cgroup.subtree_control"), "+memory +pids")
+        d = os.path.join(parent, name)
+        os.mkdir(d)
+        cg = cls("v2", [d])
+        try:
+            _write(os.path.join(d, "memory.max"), str(memory_bytes))
+            if os.path.exists(os.path.join(d, "memory.swap.max")):
+                _write(os.path.join(d, "memory.swap.max"), "0")
+            _write(os.path.join(d, "pids.max"), str(nproc))
+        except OSError:
+            cg.remove()
+            raise
+        return cg
+
+    @classmethod
+    def _v1(cls, name, memory_bytes, nproc):
+        mounts = cls._mounts()
+        dirs = []
+        try:
+            for ctrl in ("memory", "pids"):
+                mount = next((m for m, t, o in mounts if t == "cgroup" and ctrl in o), None)
+                own = cls._own(ctrl)
+                if mount is None or own is None:
+                    return None
+                d = os.path.join(mount, own.lstrip("/"), name)
+                os.mkdir(d)
+                dirs.append(d)
+                if ctrl == "memory":
+                    _write(os.path.join(d, "memory.limit_in_bytes"), str(memory_bytes))
+                    if os.path.exists(os.path.join(d, "memory.memsw.limit_in_bytes")):
+                        _write(os.path.join(d, "memory.memsw.limit_in_bytes"), str(memory_bytes))
+                else:
+                    _write(os.path.join(d, "pids.max"), str(nproc))
+        except OSError:
+            cls("v1", dirs).remove()
+            raise
+        return cls("v1", dirs)
+
+    def add(self, pid):
+        for d in self.dirs:
+            _write(os.path.join(d, "cgroup.procs"), str(pid))
+
+    def pids(self):
+        out = set()
+        for d in self.dirs:
+            try:
+                with open(os.path.join(d, "cgroup.procs")) as f:
+                    out.update(int(x) for x in f.read().split())
+            except OSError:
+                pass
+        return sorted(out)
+
+    def oom_kills(self):
+        for d in self.dirs:
+            for fname in ("memory.events", "memory.oom_control"):
+                try:
+                    with open(os.path.join(d, fname)) as f:
+                        for line in f:
+                            k, _, v = line.partition(" ")
+                            if k == "oom_kill":
+                                return int(v)
+                except OSError:
+                    pass
+        return 0
+
+    def peak(self):
+        for d in self.dirs:
+            for fname in ("memory.peak", "memory.max_usage_in_bytes"):
+                try:
+                    with open(os.path.join(d, fname)) as f:
+                        return int(f.read().split()[0])
+                except (OSError, ValueError, IndexError):
+                    pass
+        return None
+
+    def kill(self):
+        if self.kind == "v2" and os.path.exists(os.path.join(self.dirs[0], "cgroup.kill")):
+            try:
+                _write(os.path.join(self.dirs[0], "cgroup.kill"), "1")
+            except OSError:
+                pass
+        return kill_all(self.pids)
+
+    def remove(self):
+        for d in self.dirs:
+            for _ in range(100):
+                try:
+                    os.rmdir(d)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.01)
+
+
+def drop_capabilities(libc):
+    """No capability survives into student code, in the user namespace or out of it."""
+    for cap in range(64):
+        libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
+
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+    hdr, data = Header(0x20080522, 0), (Data * 2)()
+    _check(libc.capset(ctypes.byref(hdr), ctypes.byref(data)), "capset")
 
 
 def hide_paths(libc, hide, keep):
@@ -128,87 +400,201 @@ def hide_paths(libc, hide, keep):
         _mount(libc, "tmpfs", h, "tmpfs", MS_NOSUID | MS_NODEV, "size=256m,mode=0755")
         hidden.append(h)
     for k, fd in sorted(fds.items(), key=lambda kv: len(kv[0])):
-        if not any(k.startswith(h.rstrip("/") + "/") for h in hidden):
-            continue  # not under a hidden path: visible as it is
-        os.makedirs(k, exist_ok=True)
-        _mount(libc, f"/proc/self/fd/{fd}", k, None, MS_BIND | MS_REC)
-        _mount(libc, None, k, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID)
+        if any(k.startswith(h.rstrip("/") + "/") for h in hidden):
+            os.makedirs(k, exist_ok=True)
+            _mount(libc, f"/proc/self/fd/{fd}", k, None, MS_BIND | MS_REC)
+            _mount(libc, None, k, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID)
         os.close(fd)
     return hidden
 
 
 def _processes_of_this_user():
     """RLIMIT_NPROC counts every process of the uid, not just ours: start from that count."""
-    uid, n = os.getuid(), 0
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                with open(f"/proc/{pid}/status") as f:
-                    n += any(l.startswith("Uid:") and int(l.split()[1]) == uid for l in f)
-            except (OSError, ValueError, IndexError):
-                pass
-    return n
+    uid = os.getuid()
+    return len(pids_where(lambda f: int(f.get("Uid", "-1 ").split()[0]) == uid))
 
 
-def set_limits(cfg):
-    mem = int(cfg["memory_bytes"])
-    nproc = int(cfg["nproc"]) + (_processes_of_this_user() if os.getuid() != 0 else 0)
-    for res, val in (
-        (resource.RLIMIT_AS, mem),
-        (resource.RLIMIT_CPU, int(cfg["cpu_seconds"])),
-        (resource.RLIMIT_FSIZE, int(cfg["file_bytes"])),
+def set_limits(spec, cgroup_limits):
+    nproc = int(spec["nproc"])
+    if os.getuid() == spec.get("host_uid"):
+        nproc += _processes_of_this_user()  # no private uid: the TA's own processes count too
+    limits = [
+        (resource.RLIMIT_CPU, int(spec["cpu_seconds"])),
+        (resource.RLIMIT_FSIZE, int(spec["file_bytes"])),
         (resource.RLIMIT_NOFILE, 256),
         (resource.RLIMIT_CORE, 0),
         (resource.RLIMIT_NPROC, nproc),
-    ):
+    ]
+    if not cgroup_limits:
+        # Per process only (stated in the report). RLIMIT_DATA, not RLIMIT_AS: CUDA reserves
+        # address space far beyond any memory limit, and would fail to initialise under AS.
+        limits.append((resource.RLIMIT_DATA, int(spec["memory_bytes"])))
+    for res, val in limits:
         try:
             resource.setrlimit(res, (val, val))
         except (ValueError, OSError):
             pass
 
 
-def isolate(cfg):
-    """Apply the strongest isolation available; return (level, detail)."""
-    want = cfg["level"]
-    detail = []
-    if want == "namespaces":
-        try:
-            libc, root = enter_namespaces(cfg)
-        except OSError as exc:
-            if cfg.get("require") == "namespaces":
-                raise
-            detail.append(f"namespaces unavailable ({exc.strerror or exc}); fell back to 'process'")
-            want = "process"
-        else:
-            pid = os.fork()
-            if pid:  # outside the new pid namespace: wait, relay the status, nothing else
-                os.close(REQ_FD)
-                os.close(REP_FD)
-                _, status = os.waitpid(pid, 0)
-                os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-            _mount(libc, "proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-            hidden = hide_paths(libc, cfg["hide"], cfg["keep"])
-            os.makedirs(cfg["workdir"], exist_ok=True)
-            if root:
-                os.chown(cfg["workdir"], NOBODY, NOBODY)
-                os.setgroups([])
-                os.setgid(NOBODY)
-                os.setuid(NOBODY)
-                detail.append("uid nobody")
-            else:
-                detail.append("user namespace (no uid change)")
-            detail.append("hidden: " + ", ".join(hidden))
-            detail.append("no network, own pid namespace")
-    if want == "process":
-        os.makedirs(cfg["workdir"], exist_ok=True)
+# ---------------------------------------------------------------------------------------
+# keeper
+# ---------------------------------------------------------------------------------------
+
+def keeper_main(spec, fds):
+    req_r, rep_w, ctl_r, st_w = fds
+    os.setsid()
     libc = _libc()
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # orphans of the notebook come back to us
+    root = os.geteuid() == 0
+    level = spec["level"]
+    detail = []
+    uid, lock_fd, cg = None, None, None
+    try:
+        if root:
+            uid, lock_fd = allocate_uid()
+            detail.append(f"private uid {uid}")
+        cg = Cgroup.create(f"lab-sandbox-{os.getpid()}-{time.monotonic_ns()}", int(spec["memory_bytes"]),
+                           int(spec["nproc"]))
+        if cg is not None:
+            detail.append(f"cgroup {cg.kind}: {spec['memory_bytes'] >> 20} MiB, {spec['nproc']} processes "
+                          "for the whole tree")
+        else:
+            detail.append(f"no writable cgroup: per-process limits ({spec['memory_bytes'] >> 20} MiB data, "
+                          f"{spec['nproc']} processes of the uid)")
+        if level == "namespaces":
+            # The mount namespace is the notebook process's own (it mounts a /proc for its pid
+            # namespace); the keeper keeps the host's /proc to find and kill what is left.
+            flags = CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
+            if not root:
+                hu, hg = os.geteuid(), os.getegid()
+                _check(libc.unshare(flags | CLONE_NEWUSER), "unshare(user+pid+net)")
+                _write("/proc/self/setgroups", "deny")
+                _write("/proc/self/uid_map", f"{hu} {hu} 1")
+                _write("/proc/self/gid_map", f"{hg} {hg} 1")
+            else:
+                _check(libc.unshare(flags), "unshare(pid+net)")
+    except OSError as exc:
+        send(st_w, {"op": "failed", "why": str(exc)})
+        _cleanup(None, uid, lock_fd, cg)
+        os._exit(0)
+    sync_r, sync_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        for fd in (ctl_r, st_w, sync_w) + ((lock_fd,) if lock_fd is not None else ()):
+            os.close(fd)
+        os.read(sync_r, 1)  # wait until we are in the cgroup
+        os.close(sync_r)
+        try:
+            notebook_main(spec, req_r, rep_w, uid, cg is not None, detail)
+        except BaseException as exc:  # noqa: BLE001 - set-up failed before any student code
+            try:
+                send(REPLY_FD[0], {"op": "setup-failed", "why": f"{type(exc).__name__}: {exc}"})
+            except OSError:
+                pass
+        os._exit(70)
+    os.close(sync_r)
+    os.close(req_r)
+    os.close(rep_w)
+    if cg is not None:
+        try:
+            cg.add(pid)
+        except OSError as exc:
+            os.kill(pid, signal.SIGKILL)
+            send(st_w, {"op": "failed", "why": f"could not join the cgroup: {exc}"})
+            _cleanup(pid, uid, lock_fd, cg)
+            os._exit(0)
+    os.write(sync_w, b"1")
+    os.close(sync_w)
+    send(st_w, {"op": "started", "pid": pid})
+    pidfd = os.pidfd_open(pid)
+    r, _, _ = select.select([ctl_r, pidfd], [], [])
+    if ctl_r in r:  # the grader asks us to stop it (a byte), or went away (EOF)
+        os.kill(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    oom = cg.oom_kills() > 0 if cg is not None else False
+    peak = cg.peak() if cg is not None else None
+    _cleanup(pid, uid, lock_fd, cg)
+    try:
+        send(st_w, {"op": "exit", "status": status, "oom": oom, "peak": peak})
+    except OSError:
+        pass
+    os._exit(0)
+
+
+def _cleanup(pid, uid, lock_fd, cg):
+    """Nothing the notebook started outlives it: cgroup, private uid, and our own orphans."""
+    if cg is not None:
+        cg.kill()
+    if uid is not None:
+        kill_uid(uid)
+    me = str(os.getpid())
+    kill_all(lambda: pids_where(lambda f: f.get("PPid", "").strip() == me))
+    _reap()
+    if cg is not None:
+        cg.remove()
+    if lock_fd is not None:
+        os.close(lock_fd)  # the uid is free again
+
+
+# ---------------------------------------------------------------------------------------
+# the notebook process
+# ---------------------------------------------------------------------------------------
+
+def notebook_main(spec, req_fd, rep_fd, uid, cgroup_limits, detail):
+    global DEVICE
+    DEVICE = spec.get("device", "cpu")
+    REPLY_FD[0] = rep_fd
+    libc = _libc()
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    level = spec["level"]
+    workdir = spec["workdir"]
+    if level == "namespaces":
+        _check(libc.unshare(CLONE_NEWNS), "unshare(mount)")
+        _mount(libc, None, "/", None, MS_REC | MS_PRIVATE)
+        _mount(libc, "proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        hidden = hide_paths(libc, spec["hide"], spec["keep"])
+        detail.append("hidden: " + ", ".join(hidden))
+        detail.append("no network, own pid namespace")
+    os.makedirs(workdir, exist_ok=True)
+    if uid is not None:
+        os.chown(workdir, uid, uid)
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+    if os.geteuid() == 0 or os.getuid() == 0:
+        raise OSError("refusing to run student code as uid 0")
+    for path in spec["keep"]:
+        if not os.access(path, os.R_OK | os.X_OK):
+            raise OSError(f"the sandbox's uid {os.getuid()} cannot read the Python installation at {path} "
+                          f"(a folder above it is private to its owner); at the 'process' level student code "
+                          "runs as a private uid without the namespaces that bind the installation back, so "
+                          "install Python where every user can read it, or grade where namespaces are allowed")
     libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
-    os.chdir(cfg["workdir"])
-    set_limits(cfg)
-    detail.append("rlimits: {} MiB memory, {} s CPU, {} processes, {} MiB files".format(
-        cfg["memory_bytes"] >> 20, cfg["cpu_seconds"], cfg["nproc"], cfg["file_bytes"] >> 20))
-    return want, "; ".join(detail)
+    drop_capabilities(libc)
+    os.chdir(workdir)
+    set_limits(spec, cgroup_limits)
+    os.environ.clear()
+    os.environ.update({"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": workdir,
+                       "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0",
+                       "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": workdir})
+    # Keep our channel away from the descriptors a student's code writes to by accident or
+    # on purpose (0-9, "inherited fds"): a random pair below the NOFILE limit of 256, and
+    # nothing else open but stdin/stdout/stderr, which point nowhere.
+    import random
+    hi = random.SystemRandom().sample(range(100, 250), 2)
+    for old, new in zip((req_fd, rep_fd), hi):
+        os.dup2(old, new, inheritable=False)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.closerange(3, min(hi))
+    os.closerange(min(hi) + 1, max(hi))
+    os.closerange(max(hi) + 1, 4096)
+    req_fd, rep_fd = hi
+    REPLY_FD[0] = rep_fd
+    send(rep_fd, {"op": "hello", "level": level, "detail": "; ".join(detail) + "; rlimits: {} s CPU, {} MiB files"
+                  .format(spec["cpu_seconds"], spec["file_bytes"] >> 20), "pid": os.getpid()})
+    serve(spec, req_fd, rep_fd)
 
 
 # ---------------------------------------------------------------------------------------
@@ -318,162 +704,124 @@ def _alarm(signum, frame):
     raise _Timeout()
 
 
-def run_cells(cells, cell_timeout, max_output):
+def _shell():
+    """IPython's shell, headless: GUI and matplotlib magics work as they would with Agg."""
     from IPython.core.interactiveshell import InteractiveShell
 
-    shell = InteractiveShell.instance(colors="nocolor", xmode="Plain")
+    class HeadlessShell(InteractiveShell):
+        def enable_gui(self, gui=None):
+            return None
+
+        def enable_matplotlib(self, gui=None):
+            import matplotlib
+            matplotlib.use("Agg")
+            return "agg", "agg"
+
+        def enable_pylab(self, gui=None, import_all=True, welcome_message=False):
+            self.enable_matplotlib(gui)
+            self.run_cell("import numpy\nimport matplotlib\nfrom matplotlib import pylab, mlab, pyplot\n"
+                          "np = numpy\nplt = pyplot", store_history=False)
+
+    from traitlets.config import Config
+    cfg = Config()
+    cfg.HistoryManager.enabled = False
+    return HeadlessShell.instance(config=cfg, colors="nocolor", xmode="Plain")
+
+
+def run_cells(cells, cell_timeout, max_output, skip, progress):
+    shell = _shell()
     signal.signal(signal.SIGALRM, _alarm)
     results = []
     real_out, real_err = sys.stdout, sys.stderr
-    for src in cells:
+    for i, src in enumerate(cells):
+        if str(i) in skip:
+            results.append({"stdout": "", "stderr": "", "error": "SkippedCell: " + str(skip[str(i)])[:1000]
+                            + "; the cell was skipped and the notebook run again without it"})
+            continue
+        progress(i)
         out, err = io.StringIO(), io.StringIO()
         sys.stdout, sys.stderr = out, err
         error = None
-        signal.alarm(int(cell_timeout))
+        signal.alarm(max(1, int(cell_timeout)))
         try:
             r = shell.run_cell(src, store_history=False, silent=False)
             exc = r.error_before_exec or r.error_in_exec
             if exc is not None:
                 error = f"{type(exc).__name__}: {exc}"
+                if isinstance(exc, SyntaxError) and exc.lineno:
+                    error += f" (line {exc.lineno})"
         except _Timeout:
-            error = f"TimeoutError: the cell ran longer than {cell_timeout} s"
+            error = f"TimeoutError: the cell ran longer than {cell_timeout:g} s"
         except BaseException as exc:  # SystemExit, KeyboardInterrupt raised past IPython
             error = f"{type(exc).__name__}: {exc}"
         finally:
             signal.alarm(0)
             sys.stdout, sys.stderr = real_out, real_err
             restore_builtins()
-        results.append({"stdout": out.getvalue()[:max_output], "stderr": err.getvalue()[:max_output], "error": error})
+        results.append({"stdout": out.getvalue()[:max_output], "stderr": err.getvalue()[:max_output],
+                        "error": None if error is None else error[:2000]})
     names = sorted(k for k in shell.user_ns if not k.startswith("_"))
     return shell.user_ns, results, names
 
 
-def call_in_child(ns, req):
-    """Run one call in a forked child; return the reply dict. The child cannot hurt the parent."""
-    rfd, wfd = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(rfd)
-        code = 0
-        try:
-            signal.signal(signal.SIGALRM, _alarm)
-            signal.alarm(max(1, int(req.get("timeout", 10))))
-            sys.stdout = sys.stderr = io.StringIO()
-            if req["name"] not in ns:
-                reply = {"ok": False, "error": f"NameError: {req['name']} is not defined after running the notebook"}
-            elif req["op"] == "get":
-                reply = {"ok": True, "value": encode(ns[req["name"]])}
-            else:
-                fn = ns[req["name"]]
-                value = fn(*decode(req.get("args", [])), **decode(req.get("kwargs", {})))
-                signal.alarm(0)
-                restore_builtins()
-                signal.alarm(5)  # encoding runs the value's own methods: bound them too
-                reply = {"ok": True, "value": encode(value)}
-        except _Timeout:
-            reply = {"ok": False, "error": f"TimeoutError: the call ran longer than {req.get('timeout', 10)} s"}
-        except MemoryError:
-            reply = {"ok": False, "error": "MemoryError: the call ran out of memory"}
-        except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt included
-            restore_builtins()
-            tb = traceback.extract_tb(exc.__traceback__)
-            where = next((f" (line {f.lineno} of your cell)" for f in reversed(tb) if f.filename.startswith("<ipython-input") or f.filename.startswith("/tmp/ipykernel") or "ipython-input" in f.filename), "")
-            reply = {"ok": False, "error": f"{type(exc).__name__}: {str(exc)[:500]}{where}"}
-        try:
-            data = json.dumps(reply).encode()
-        except Exception as exc:  # noqa: BLE001
-            data = json.dumps({"ok": False, "error": f"the result could not be sent: {exc}"}).encode()
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(wfd, view):]
-        except BaseException:  # noqa: BLE001
-            code = 1
-        os._exit(code)
-    os.close(wfd)
-    deadline = time.monotonic() + float(req.get("timeout", 10)) + 2.0
-    chunks, size = [], 0
-    killed = None
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            killed = "TimeoutError: the call ran longer than {} s and was stopped".format(req.get("timeout", 10))
-            break
-        r, _, _ = select.select([rfd], [], [], left)
-        if not r:
-            continue
-        chunk = os.read(rfd, 1 << 20)
-        if not chunk:
-            break
-        size += len(chunk)
-        if size > MAX_FRAME:
-            killed = "the result is larger than 256 MiB"
-            break
-        chunks.append(chunk)
-    if killed:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    os.close(rfd)
-    _, status = os.waitpid(pid, 0)
-    if killed:
-        return {"ok": False, "error": killed}
-    try:
-        return json.loads(b"".join(chunks))
-    except ValueError:
-        if os.WIFSIGNALED(status):
-            sig = signal.Signals(os.WTERMSIG(status)).name
-            hint = " (memory or CPU limit?)" if sig in ("SIGKILL", "SIGXCPU", "SIGSEGV") else ""
-            return {"ok": False, "error": f"the call's process was killed by {sig}{hint}"}
-        return {"ok": False, "error": f"the call ended the process (exit code {os.waitstatus_to_exitcode(status)}) before returning"}
+def _where(exc):
+    tb = traceback.extract_tb(exc.__traceback__)
+    return next((f" (line {f.lineno} of your cell)" for f in reversed(tb) if "ipython-input" in f.filename
+                 or f.filename.startswith("/tmp/ipykernel") or f.filename.startswith("<ipython-input")), "")
 
 
-def main():
-    global REQ_FD, REP_FD, DEVICE
-    cfg = json.loads(sys.argv[1])
-    DEVICE = cfg.get("device", "cpu")
-    for fd, target in zip(cfg["fds"], (REQ_FD, REP_FD)):
-        if fd != target:
-            os.dup2(fd, target)
-            os.close(fd)
-    os.environ.update({"MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1", "HOME": cfg["workdir"],
-                       "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"})
-    level, detail = isolate(cfg)
-    send({"op": "hello", "level": level, "detail": detail, "pid": os.getpid()})
-    # Keep our channel away from the descriptors a student's code writes to by accident or
-    # on purpose (0-9, "inherited fds"): a random pair below the NOFILE limit of 256.
-    import random
-    hi = random.SystemRandom().sample(range(100, 250), 2)
-    for old, new in zip((REQ_FD, REP_FD), hi):
-        os.dup2(old, new)
-        os.close(old)
-    REQ_FD, REP_FD = hi
-    # Warm imports, so their cost is not charged to the student's first cell's timeout.
+def call(ns, req):
+    """Run one call here, in the notebook process, with a timeout; return the reply dict."""
+    timeout = float(req.get("timeout", 10))
+    signal.signal(signal.SIGALRM, _alarm)
+    real_out, real_err = sys.stdout, sys.stderr
+    sys.stdout = sys.stderr = io.StringIO()
     try:
-        import torch
-        torch.set_num_threads(1)
-        import numpy  # noqa: F401
-        import matplotlib
-        matplotlib.use("Agg")
-    except Exception:  # noqa: BLE001
-        pass
-    req = recv()
+        signal.setitimer(signal.ITIMER_REAL, max(0.05, timeout))
+        if req["name"] not in ns:
+            return {"ok": False, "error": f"NameError: {req['name']} is not defined after running the notebook"}
+        if req["op"] == "get":
+            return {"ok": True, "value": encode(ns[req["name"]])}
+        value = ns[req["name"]](*decode(req.get("args", [])), **decode(req.get("kwargs", {})))
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        restore_builtins()
+        signal.setitimer(signal.ITIMER_REAL, 5)  # encoding runs the value's own methods: bound them too
+        return {"ok": True, "value": encode(value)}
+    except _Timeout:
+        return {"ok": False, "error": f"TimeoutError: the call ran longer than {timeout:g} s"}
+    except MemoryError:
+        return {"ok": False, "error": "MemoryError: the call ran out of memory"}
+    except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt included
+        restore_builtins()
+        return {"ok": False, "error": f"{type(exc).__name__}: {str(exc)[:500]}{_where(exc)}"}
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        sys.stdout, sys.stderr = real_out, real_err
+        restore_builtins()
+
+
+def serve(spec, req_fd, rep_fd):
+    req = recv(req_fd)
     if not req or req.get("op") != "run":
         os._exit(3)
-    ns, results, names = run_cells(req["cells"], cfg["cell_timeout"], cfg["max_output"])
-    send({"op": "ran", "cells": results, "names": names})
+    ns, results, names = run_cells(req["cells"], spec["cell_timeout"], spec["max_output"], req.get("skip") or {},
+                                   lambda i: send(rep_fd, {"op": "cell", "i": i}))
+    send(rep_fd, {"op": "ran", "cells": results, "names": names})
     while True:
-        req = recv()
+        req = recv(req_fd)
         if req is None or req.get("op") == "bye":
             os._exit(0)
-        reply = call_in_child(ns, req)
+        reply = call(ns, req)
         reply.update({"op": "result", "id": req.get("id")})
         try:
-            send(reply)
+            data = json.dumps(reply)
         except (TypeError, ValueError):
-            send({"op": "result", "id": req.get("id"), "ok": False, "error": "the result could not be sent"})
+            data = None
+        if data is None or len(data) > MAX_FRAME:
+            reply = {"op": "result", "id": req.get("id"), "ok": False,
+                     "error": "the result could not be sent (too large or not plain data)"}
+        send(rep_fd, reply)
 
 
 if __name__ == "__main__":
-    main()
+    zygote_main(json.loads(sys.argv[1]))

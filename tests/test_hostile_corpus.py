@@ -149,13 +149,13 @@ for fd in range(0, 256):
         os.write(fd, b"\\xff\\xff\\xff\\x7f garbage")
     except OSError:
         pass
-'''), {"snr": 0.0, "memory": 0.0, "advisor": 0.0}),
+'''), FULL),  # the cell that scribbles is skipped; the notebook runs again without it
     "huge_output": (dict(append="print('x' * 50_000_000)\nimport sys\nsys.stderr.write('y' * 10_000_000)\n"), FULL),
     # --- deleted or edited grade cells ---------------------------------------------------------
     "grade_cells_deleted": (dict(drop=("snr", "memory", "advisor")), FULL),
     "grade_cells_edited": (dict(replace={"snr": "print('looks fine to me')", "memory": "pass",
                                          "advisor": "assert True"}), FULL),
-    "top_level_exit_kills_notebook": (dict(append="import os\nos._exit(0)\n"), {"snr": 0.0, "memory": 0.0, "advisor": 0.0}),
+    "top_level_exit_kills_notebook": (dict(append="import os\nos._exit(0)\n"), FULL),  # costs only its cell
     "top_level_system_exit": (dict(append="raise SystemExit(1)\n"), FULL),
     "kills_parent_and_group": (dict(append='''
 import os, signal
@@ -204,7 +204,7 @@ def test_corpus_case(case):
     if case == "channel_scribbler":
         assert any("garbage into the grader's channel" in n for n in report.notes), report.notes
     if case == "top_level_exit_kills_notebook":
-        assert any("ended" in n for n in report.notes), report.notes
+        assert any("ended" in n and "skipped" in n for n in report.notes), report.notes
 
 
 def test_no_process_survives_grading():
@@ -292,20 +292,50 @@ while True:
     t = time.monotonic()
     report = grade_cells(cells, settings=s)
     assert time.monotonic() - t < 40
-    assert scores(report) == {"snr": 0.0, "memory": 0.0, "advisor": 0.0}
-    assert any("stopped answering" in n for n in report.notes), report.notes
+    assert scores(report) == FULL  # the cell is skipped: it costs only itself
+    assert any("stopped answering" in n and "skipped" in n for n in report.notes), report.notes
 
 
 PROCESS_LEVEL_CASES = ["honest_noise", "lying_objects", "os_exit_in_function", "infinite_loop_in_function",
                        "memory_bomb_in_function", "forged_output", "top_level_exit_kills_notebook"]
 
 
+def python_readable_by_others() -> bool:
+    """At 'process' level as root, student code runs as a private uid with no mounts to help it."""
+    from grader.sandbox import _keep_paths
+
+    for p in _keep_paths():
+        for d in [Path(p), *Path(p).parents]:
+            if d.exists() and not d.stat().st_mode & 0o005:
+                return False
+    return True
+
+
 @pytest.mark.parametrize("case", PROCESS_LEVEL_CASES)
 def test_function_level_defences_hold_at_the_process_level(case):
     """A TA laptop without namespaces gets 'process': calls are still isolated from each other."""
+    if os.geteuid() == 0 and not python_readable_by_others():
+        pytest.skip("as root, 'process' runs student code as a private uid, which cannot read this Python "
+                    "installation (a private folder above it); test_process_level_refuses_unreadable_python "
+                    "checks that this is reported, not scored")
     spec, expected = CASES[case]
     s = settings()
     s.isolation = "process"
+    s.min_isolation = "process"
     report = grade_cells(build(**spec), label=case, settings=s)
     assert report.isolation == "process"
     assert scores(report) == expected
+    assert "private uid" in report.isolation_detail or os.geteuid() != 0
+
+
+def test_process_level_refuses_unreadable_python():
+    """An environment fault, loud, with the folder named: never zeros for the students."""
+    if os.geteuid() != 0 or python_readable_by_others():
+        pytest.skip("needs root and a Python installed in a private folder (as on this CI machine)")
+    from grader.grade import IsolationError
+
+    s = settings()
+    s.isolation = "process"
+    s.min_isolation = "process"
+    with pytest.raises(IsolationError, match="cannot read the Python installation"):
+        grade_cells(build(), settings=s)
