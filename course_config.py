@@ -17,6 +17,10 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 
 # Trusted grading (grader/nbgrader_plugin.py): the submission runs in the sandbox, its
 # functions are called with hidden inputs, and the scores come from this process.
+# Before the first submission: the model solution must get full marks in this environment.
+from grader.canary import nbgrader_pre_convert_hook  # noqa: E402
+
+c.Autograde.pre_convert_hook = nbgrader_pre_convert_hook
 c.Autograde.autograde_preprocessors = [
     "grader.nbgrader_plugin.TrustedGrade",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
@@ -44,8 +48,9 @@ c.GenerateFeedback.preprocessors = [
 # The hidden inputs derive from this seed: change it each term.
 c.LabGrader.hidden_seed = "lab321-2026-autumn-6c1f9e"
 c.LabGrader.assignment = "lab321"
-c.LabGrader.isolation = "namespaces"     # tried first; falls back to "process" where the OS refuses
-c.LabGrader.min_isolation = "process"    # set "namespaces" on a grading server to refuse weaker runs
+c.LabGrader.isolation = "namespaces"     # tried first
+c.LabGrader.min_isolation = "namespaces" # refuse weaker runs; a TA laptop without namespaces may lower it to
+                                         # "process" (README: what each level guarantees)
 c.LabGrader.call_timeout = 10            # seconds per call of a student's function
 c.LabGrader.cell_timeout = 60            # seconds per notebook cell
 c.LabGrader.memory_mb = 4096

@@ -10,7 +10,8 @@ from pathlib import Path
 
 def cmd_grade(a: argparse.Namespace) -> int:
     from . import config
-    from .grade import IsolationError, NotebookError, format_report, grade_path
+    from .grade import NotebookError, format_report, grade_path
+    from .sandbox import EnvironmentFault
 
     settings = config.load(Path(a.course) if a.course else None)
     if a.min_isolation:
@@ -20,9 +21,12 @@ def cmd_grade(a: argparse.Namespace) -> int:
     except NotebookError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except IsolationError as exc:
+    except EnvironmentFault as exc:  # the grading machine, not the notebook: nothing was scored
         print(f"error: {exc}", file=sys.stderr)
         return 3
+    if "fell back" in report.isolation_detail:
+        print(f"warning: isolation level '{report.isolation}': {report.isolation_detail.split(';')[0]}",
+              file=sys.stderr)
     if a.json:
         print(json.dumps(report.to_json()))
     else:

@@ -3,9 +3,10 @@
 ``course_config.py`` sets nbgrader's options and ours under ``c.LabGrader``:
 
     c.LabGrader.hidden_seed = "..."        # change per term: it determines the hidden inputs
-    c.LabGrader.min_isolation = "process"  # refuse to grade below this level ("namespaces" on servers)
+    c.LabGrader.min_isolation = "namespaces"  # refuse to grade below this level (a laptop TA may lower it)
     c.LabGrader.isolation = "namespaces"   # what to try first
     c.LabGrader.call_timeout = 10          # seconds per graded call; also cell_timeout, memory_mb
+    c.LabGrader.worker_imports = [...]     # modules every notebook needs (imported once per grading run)
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from .sandbox import LEVELS, Limits, best_level
+from .sandbox import LEVELS, WORKER_IMPORTS, Limits, best_level
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_NAME = "course_config.py"
@@ -25,11 +26,12 @@ CONFIG_NAME = "course_config.py"
 class Settings:
     course_root: Path
     hidden_seed: str = "lab321"
-    min_isolation: str = "process"
+    min_isolation: str = "namespaces"
     isolation: str = field(default_factory=best_level)
     limits: Limits = field(default_factory=Limits)
     assignment: str = "lab321"
     device: str = "cpu"  # where the student's functions get their tensors (device-check uses "cuda")
+    worker_imports: tuple = WORKER_IMPORTS  # imported once per run by the warm parent; a missing one stops grading
 
 
 def find_course_root(start: Optional[Path] = None) -> Path:
@@ -58,6 +60,8 @@ def load(root: Optional[Path] = None) -> Settings:
             if lg[key] not in LEVELS:
                 raise ValueError(f"{path}: LabGrader.{key} = {lg[key]!r}; choose one of {', '.join(LEVELS)}")
             setattr(s, key, lg[key])
+    if "worker_imports" in lg:
+        s.worker_imports = tuple(str(m) for m in lg["worker_imports"])
     env_min = os.environ.get("LAB_MIN_ISOLATION")
     if env_min:
         if env_min not in LEVELS:

@@ -79,7 +79,7 @@ def grade_cells(cells: list[str], *, label: str = "notebook", exercises: Optiona
     wanted = exercises or list(groups)
     allow_fallback = LEVELS.index(settings.min_isolation) < LEVELS.index("namespaces")
     with Sandbox(cells, limits=settings.limits, level=settings.isolation, course_root=settings.course_root,
-                 device=settings.device, allow_fallback=allow_fallback) as sb:
+                 device=settings.device, allow_fallback=allow_fallback, imports=settings.worker_imports) as sb:
         run = sb.wait_ready()
         if run.fault:
             raise IsolationError(f"{run.fault} (a problem of the grading machine, not of the submission; "

@@ -370,10 +370,14 @@ class Cgroup:
                     time.sleep(0.01)
 
 
-def drop_capabilities(libc):
-    """No capability survives into student code, in the user namespace or out of it."""
+def drop_bounding_set(libc):
+    """Before the uid changes (it needs CAP_SETPCAP): no capability can ever come back."""
     for cap in range(64):
         libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
+
+
+def drop_capabilities(libc):
+    """No capability survives into student code, in the user namespace or out of it."""
 
     class Header(ctypes.Structure):
         _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
@@ -556,6 +560,7 @@ def notebook_main(spec, req_fd, rep_fd, uid, cgroup_limits, detail):
         detail.append("hidden: " + ", ".join(hidden))
         detail.append("no network, own pid namespace")
     os.makedirs(workdir, exist_ok=True)
+    drop_bounding_set(libc)
     if uid is not None:
         os.chown(workdir, uid, uid)
         os.setgroups([])

@@ -174,7 +174,7 @@ def test_class_with_attackers_grades_honest_students_unchanged(course):
     assert book["model_solution"] == FULL, "an attacker changed an honest student's score"
     assert set(ATTACKERS) <= set(book), "the batch stopped at an attacker"
     assert book["attacker_course_files"] == FULL  # its own answers are right; its attacks found nothing
-    assert book["attacker_exits"] == {"snr": 0.0, "memory": 0.0, "advisor": 0.0}
+    assert book["attacker_exits"] == FULL  # the cell that exits is skipped: it costs only itself
     assert book["attacker_forges_output"]["snr"] == 1.0
     assert not (course / "PWNED").exists()
     assert "pwned" not in (course / "submitted" / "model_solution" / LAB / f"{LAB}.ipynb").read_text()

@@ -1,0 +1,257 @@
+"""The execution model: a warm, clean zygote; a keeper per notebook with a private uid, a
+cgroup for the whole tree and nothing left behind; calls in the notebook process (CUDA works);
+environment faults stop grading instead of scoring zeros; the canary."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from grader import config
+from grader.canary import CanaryFailed, run_canary
+from grader.grade import grade_cells
+from grader.sandbox import EnvironmentFault, Limits, Sandbox, StudentError
+from grader.worker_src import UID_BASE, UID_SLOTS
+from helpers import FULL, ROOT, build
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the sandbox needs Linux")
+ENV = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
+
+
+def settings(**limits):
+    s = config.load(ROOT)
+    s.limits = dataclasses.replace(Limits(), call_timeout=2, cell_timeout=20, notebook_timeout=120,
+                                   memory_bytes=3 << 30, **limits)
+    return s
+
+
+def scores(report):
+    return {k: e.score for k, e in report.exercises.items()}
+
+
+def sandbox_processes() -> list[str]:
+    """Processes of any sandbox uid, and keepers or zygotes' children still around."""
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            uid = os.stat(f"/proc/{pid}").st_uid
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")[:80].decode(errors="replace")
+        except OSError:
+            continue
+        if UID_BASE <= uid < UID_BASE + UID_SLOTS or "sleep 77" in cmd:
+            out.append(f"{pid} uid {uid}: {cmd}")
+    return out
+
+
+ATTACKER = build(append='''
+import os, time
+KIDS = []
+for i in range(100000):           # take every process slot there is
+    try:
+        pid = os.fork()
+    except OSError:
+        break
+    if pid == 0:
+        if i < 3:                 # three children holding 1.5 GiB each
+            try:
+                hog = bytearray(3 << 29)
+                for j in range(0, len(hog), 4096):
+                    hog[j] = 1
+            except MemoryError:
+                pass
+        os.setsid()               # and try to outlive the grading
+        time.sleep(600)
+        os._exit(0)
+    KIDS.append(pid)
+''')
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="private uids and cgroups need root (CI runs as root)")
+def test_attacker_beside_two_model_solutions_leaves_them_full_marks_and_nothing_behind():
+    s = settings()
+    with ThreadPoolExecutor(3) as pool:
+        futs = [pool.submit(grade_cells, cells, label=label, settings=s)
+                for label, cells in (("attacker", ATTACKER), ("honest1", build()), ("honest2", build()))]
+        reports = [f.result() for f in futs]
+    assert scores(reports[1]) == FULL, reports[1].notes
+    assert scores(reports[2]) == FULL, reports[2].notes
+    time.sleep(0.3)
+    assert sandbox_processes() == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="private uids need root (CI runs as root)")
+def test_each_sandbox_has_its_own_uid_and_no_capabilities():
+    probe = '''
+import os
+UID = os.getuid()
+CAPS = [l.split()[1] for l in open("/proc/self/status") if l.startswith(("CapEff", "CapPrm", "CapBnd"))]
+'''
+    boxes = [Sandbox([probe], limits=settings().limits, level="namespaces", course_root=ROOT) for _ in range(3)]
+    try:
+        for b in boxes:
+            b.launch()
+        uids = [b.get("UID") for b in boxes]
+        caps = [b.get("CAPS") for b in boxes]
+    finally:
+        for b in boxes:
+            b.close()
+    assert len(set(uids)) == 3 and all(UID_BASE <= u < UID_BASE + UID_SLOTS for u in uids), uids
+    assert all(c == ["0000000000000000"] * 3 for c in caps), caps
+
+
+def test_memory_limit_covers_the_whole_tree():
+    """Three children of 1.5 GiB under a 3 GiB limit: the tree limit stops at least one of them."""
+    cells = ['''
+import os, time
+STATUS = []
+pids = []
+for i in range(3):
+    pid = os.fork()
+    if pid == 0:
+        try:
+            hog = bytearray(3 << 29)
+            for j in range(0, len(hog), 4096):
+                hog[j] = 1
+            time.sleep(3)
+        except MemoryError:
+            os._exit(3)
+        os._exit(0)
+    pids.append(pid)
+for pid in pids:
+    STATUS.append(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+''']
+    with Sandbox(cells, limits=settings().limits, course_root=ROOT) as sb:
+        if "cgroup" not in sb.run.detail:
+            pytest.skip(f"no writable cgroup here: limits are per process ({sb.run.detail})")
+        status = sb.get("STATUS")
+    assert status.count(0) < 3 and all(s in (0, -9, 3) for s in status), status
+
+
+def test_a_call_may_initialise_cuda_and_the_next_call_still_works():
+    """Calls run in the notebook process (not in forks of it): CUDA state survives between calls.
+    On a machine without CUDA this is the same code path with the CPU fallback students write."""
+    cells = ['''
+import torch
+DEV = "cuda" if torch.cuda.is_available() else "cpu"
+def f(x):
+    return float((x.to(DEV) * 2).sum().cpu())
+def pid():
+    import os
+    return os.getpid()
+''']
+    import torch
+    with Sandbox(cells, limits=settings().limits, course_root=ROOT) as sb:
+        assert sb.call("f", torch.ones(4)) == 8.0
+        first = sb.call("pid")
+        assert sb.call("f", torch.ones(2)) == 4.0
+        assert sb.call("pid") == first, "each call must run in the same notebook process"
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU (none on this machine)")
+def test_model_solution_moved_to_cuda_scores_full_marks():
+    moved = build(append='''
+import torch
+_snr, _by, _mem, _rec = calculate_snr, snr_by_format, analyze_model_memory, recommend_precision
+def calculate_snr(original, quantized):
+    return _snr(original.to("cuda"), quantized.to("cuda"))
+def snr_by_format(weights):
+    return _by(weights.to("cuda"))
+''')
+    report = grade_cells(moved, settings=settings())
+    assert scores(report) == FULL, report.notes
+
+
+def test_calls_that_end_the_process_cost_only_their_checks_and_a_fresh_process_follows():
+    cells = ['''
+import os
+CALLS = 0
+def boom():
+    os._exit(1)
+def ok():
+    global CALLS
+    CALLS += 1
+    return CALLS
+''']
+    with Sandbox(cells, limits=settings().limits, course_root=ROOT) as sb:
+        assert sb.call("ok") == 1
+        with pytest.raises(StudentError, match="exit code 1"):
+            sb.call("boom")
+        assert sb.call("ok") == 1, "a fresh process runs the cells again"
+        with pytest.raises(StudentError):
+            sb.call("boom")
+        with pytest.raises(StudentError, match="not called again"):
+            sb.call("boom")
+        assert sb.call("ok") == 1
+        assert sb.run.restarts == 2
+
+
+def test_missing_module_is_an_environment_fault_not_a_zero():
+    s = settings()
+    s.worker_imports = s.worker_imports + ("no_such_module_for_the_test",)
+    with pytest.raises(EnvironmentFault, match="no_such_module_for_the_test"):
+        grade_cells(build(), settings=s)
+    with pytest.raises(CanaryFailed, match="no_such_module_for_the_test"):
+        run_canary(s)
+
+
+def _course_missing_module(tmp_path: Path) -> Path:
+    from grader import demo
+
+    root = tmp_path / "course"
+    demo.copy_course(root)
+    with open(root / "course_config.py", "a") as f:
+        f.write('\nc.LabGrader.worker_imports = ["numpy", "torch", "IPython", "traitlets", "matplotlib", '
+                '"no_such_module_for_the_test"]\n')
+    return root
+
+
+def test_cli_exits_nonzero_and_names_the_missing_piece(tmp_path):
+    root = _course_missing_module(tmp_path)
+    nb = root / "source" / "lab321" / "lab321.ipynb"
+    r = subprocess.run([sys.executable, "-m", "grader", "grade", str(nb), "--course", str(root), "--json"],
+                       capture_output=True, text=True, env=ENV)
+    assert r.returncode == 3, r.stderr
+    assert r.stdout == "" and "no_such_module_for_the_test" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_nbgrader_autograde_stops_on_a_failed_canary_and_writes_nothing(tmp_path):
+    import sqlite3
+
+    from grader import demo
+
+    root = _course_missing_module(tmp_path)
+    subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", "lab321", "--force"], cwd=root,
+                   env=ENV, check=True, capture_output=True)
+    release = root / "assignments" / "lab321" / "lab321.ipynb"
+    for sid in ("alice", "bob"):
+        demo.write_submission(release, root / "submitted" / sid / "lab321" / "lab321.ipynb", None)
+    r = subprocess.run([sys.executable, "-m", "nbgrader", "autograde", "lab321"], cwd=root, env=ENV,
+                       capture_output=True, text=True)
+    assert r.returncode != 0
+    assert "grading stopped" in r.stderr and "no_such_module_for_the_test" in r.stderr, r.stderr[-2000:]
+    con = sqlite3.connect(root / "gradebook.db")
+    assert con.execute("select count(*) from submitted_assignment").fetchone()[0] == 0
+    assert not (root / "autograded").exists() or not any((root / "autograded").rglob("*.ipynb"))
+
+
+def test_zygote_holds_nothing_of_the_grader():
+    """The warm parent is a clean process: no grader, reference or check module, no seed."""
+    cells = ['''
+import sys, gc
+MODS = sorted(m for m in sys.modules if m.split(".")[0] in ("grader", "reference", "course_config", "helpers"))
+SEEDS = [o for o in gc.get_objects() if isinstance(o, str) and "lab321-2026-autumn" in o][:1]
+''']
+    with Sandbox(cells, limits=settings().limits, course_root=ROOT) as sb:
+        assert sb.get("MODS") == []
+        assert sb.get("SEEDS") == []
