@@ -165,22 +165,40 @@ def notebook_environment_table() -> list[str]:
 
 
 def cuda_scores_equal_cpu() -> list[str]:
-    """Grade the model solution with CPU tensors and with CUDA tensors: the scores must be equal."""
+    """Grade the model solution with CPU tensors and with CUDA tensors: full marks on both sides.
+
+    (Equal scores alone prove nothing: a broken environment gives 0 on both.)"""
     from . import config
     from .grade import grade_path
 
     nb = config.REPO_ROOT / "source" / "lab321" / "lab321.ipynb"
     s = config.load(config.REPO_ROOT)
-    cpu = grade_path(nb, settings=s)
-    s.device = "cuda"
-    gpu = grade_path(nb, settings=s)
-    a = {k: e.score for k, e in cpu.exercises.items()}
-    b = {k: e.score for k, e in gpu.exercises.items()}
-    return [] if a == b else [f"scores differ: CPU {a}, CUDA {b}"]
+    fails = []
+    for device in ("cpu", "cuda"):
+        s.device = device
+        r = grade_path(nb, settings=s)
+        if r.total != r.max_total:
+            bad = [f"{c.name}: {c.message}" for e in r.exercises.values() for c in e.checks if not c.passed]
+            fails.append(f"model solution on {device.upper()} tensors: {r.total:g} / {r.max_total:g} "
+                         f"({'; '.join(bad[:3])})")
+    return fails
+
+
+def canary() -> list[str]:
+    """The model solution graded in this environment, as before a class: full marks or the reason."""
+    from . import config
+    from .canary import CanaryFailed, run_canary
+
+    try:
+        run_canary(config.load(config.REPO_ROOT))
+    except CanaryFailed as exc:
+        return [str(exc)]
+    return []
 
 
 LANES: dict[str, list[tuple[str, Callable[[], list[str]]]]] = {
-    "cpu": [("fp8 casts vs torch CPU (every fp16/bf16 pattern)", lambda: cast_sweep("cpu")),
+    "cpu": [("canary: the model solution graded in this environment", canary),
+            ("fp8 casts vs torch CPU (every fp16/bf16 pattern)", lambda: cast_sweep("cpu")),
             ("fp8 scaled matmul on CPU", lambda: fp8_matmul("cpu")),
             ("notebook environment table", notebook_environment_table)],
     "fp8-native": [("fp8 casts vs CUDA (every fp16/bf16 pattern)", lambda: cast_sweep("cuda")),

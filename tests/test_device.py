@@ -74,13 +74,13 @@ def test_fp4_packing_matches_torch_layout():
 
 def test_cpu_lane_runs_and_passes():
     r = device.run_lane("cpu")
-    assert r.status == "passed" and r.checks == 3, r.failures
+    assert r.status == "passed" and r.checks == 4, r.failures
 
 
 def test_device_check_cli_on_this_machine():
     r = subprocess.run([sys.executable, "-m", "grader", "device-check"], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "lane cpu: ran 3 checks, all passed" in r.stdout
+    assert "lane cpu: ran 4 checks, all passed" in r.stdout
     if not torch.cuda.is_available():
         assert "lane fp8-native: skipped: needs compute capability >= 8.9" in r.stdout
         assert "lane fp4-native: skipped: needs compute capability 10.x or 12.x" in r.stdout
