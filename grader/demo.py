@@ -131,7 +131,8 @@ def run_demo(where: Path | None = None, keep: bool = False) -> int:
     step(3, f"writing {len(subs)} submissions: model solution, untouched stubs, {len(MISTAKES)} typical mistakes")
     for sid, (_, sources) in subs.items():
         write_submission(release, course / "submitted" / sid / LAB / f"{LAB}.ipynb", sources)
-    step(4, f"nbgrader autograde lab321 (each notebook in the sandbox, 3-5 s each; log: {log})")
+    step(4, f"nbgrader autograde lab321 (the model solution first, as a canary; then each notebook in the sandbox; "
+            f"log: {log})")
     t = time.monotonic()
     nbgrader(course, "autograde", LAB, "--force", log=log)
     autograde_s = time.monotonic() - t
@@ -158,7 +159,9 @@ def run_demo(where: Path | None = None, keep: bool = False) -> int:
         agree_all &= agree
         print(f"{sid:<24}{nbg.get('snr', 0):>6g}{nbg.get('memory', 0):>8g}{nbg.get('advisor', 0):>9g}"
               f"{sum(nbg.values()):>8g}  {'yes' if agree else 'NO '}    {desc}")
-    print(f"\nmax: snr 6, memory 6, advisor 6 = 18. Isolation: {rep.isolation}.")
+    canary = next((line.split("lab-grader: ", 1)[1] for line in log.read_text(errors="replace").splitlines()
+                   if "lab-grader: canary:" in line), "canary: no line in the log")
+    print(f"\nmax: snr 6, memory 6, advisor 6 = 18. Isolation: {rep.isolation}. {canary[0].upper() + canary[1:]}.")
     print(f"autograde of {len(subs)} submissions took {autograde_s:.1f} s; whole demo {time.monotonic() - t0:.1f} s")
     if keep or where:
         print(f"feedback for each student: {course / 'feedback'}/<student>/{LAB}/{LAB}.html")

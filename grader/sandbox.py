@@ -333,7 +333,14 @@ class _Process:
         except OSError:
             pass
         try:
-            self.keeper = zygote(imports).spawn(spec, [req_r, rep_w, ctl_r, st_w])
+            try:
+                self.keeper = zygote(imports).spawn(spec, [req_r, rep_w, ctl_r, st_w])
+            except OSError:  # the warm parent died (killed by the OOM killer, say): start another once
+                self.keeper = zygote(imports).spawn(spec, [req_r, rep_w, ctl_r, st_w])
+        except OSError as exc:
+            for fd in (req_w, rep_r, ctl_w, st_r):
+                os.close(fd)
+            raise EnvironmentFault(f"the grading run's worker parent could not start a notebook: {exc}") from None
         finally:
             for fd in (req_r, rep_w, ctl_r, st_w):
                 os.close(fd)
