@@ -53,4 +53,6 @@ c.LabGrader.min_isolation = "namespaces" # refuse weaker runs; a TA laptop witho
                                          # "process" (README: what each level guarantees)
 c.LabGrader.call_timeout = 10            # seconds per call of a student's function
 c.LabGrader.cell_timeout = 60            # seconds per notebook cell
+c.LabGrader.notebook_budget = 90         # seconds per notebook for everything (cells, re-runs, calls); an
+                                         # honest notebook needs 1-3 s
 c.LabGrader.memory_mb = 4096

@@ -68,7 +68,7 @@ def load(root: Optional[Path] = None) -> Settings:
             raise ValueError(f"LAB_MIN_ISOLATION={env_min!r}; choose one of {', '.join(LEVELS)}")
         s.min_isolation = env_min
     lim = {}
-    for key in ("call_timeout", "cell_timeout", "notebook_timeout"):
+    for key in ("call_timeout", "cell_timeout", "notebook_timeout", "notebook_budget"):
         if key in lg:
             lim[key] = float(lg[key])
     if "memory_mb" in lg:

@@ -11,7 +11,8 @@ from typing import Any, Optional
 from . import config
 from .nbfile import NotebookError, cells_of_text, read_cells  # noqa: F401 - re-exported
 from .checks import EXERCISES, Check, Fail, by_exercise, rng_for
-from .sandbox import LEVELS, EnvironmentFault, Sandbox, StudentError
+from .sandbox import LEVELS, BudgetExceeded, EnvironmentFault, Sandbox, StudentError
+from .text import clean
 
 
 class IsolationError(EnvironmentFault):
@@ -122,6 +123,9 @@ def _run_check(sb: Sandbox, check: Check, seed: str) -> CheckResult:
         check.run(sb, rng_for(seed, check))
     except EnvironmentFault:
         raise
+    except BudgetExceeded as exc:
+        return CheckResult(check.name, False, 0.0, check.points, check.hidden,
+                           f"not run: {exc} (cells that sleep or loop, or slow calls, use it up)")
     except Fail as exc:
         return CheckResult(check.name, False, 0.0, check.points, check.hidden, str(exc))
     except StudentError as exc:
@@ -157,7 +161,7 @@ def report_lines_for_exercise(e: ExerciseResult, r: Report) -> list[str]:
     lines += ["  " + check_line(c) for c in e.checks]
     if r.notes and e.score < e.max_score:
         lines.append("  notes from running your notebook: " + "; ".join(r.notes[:3]))
-    return lines
+    return [clean(line) for line in lines]
 
 
 def format_report(r: Report) -> str:
@@ -168,4 +172,4 @@ def format_report(r: Report) -> str:
         lines += ["      " + check_line(c) for c in e.checks]
     for n in r.notes:
         lines.append(f"  note: {n}")
-    return "\n".join(lines)
+    return "\n".join(clean(line) for line in lines)

@@ -35,6 +35,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from .text import clean
+
 LEVELS = ("none", "process", "namespaces")  # weakest to strongest
 WORKER_SOURCE = (Path(__file__).with_name("worker_src.py")).read_text()
 MAX_FRAME = 64 << 20
@@ -48,7 +50,8 @@ MAX_CRASHES_PER_FUNCTION = 2  # after this many, a function that ends the proces
 @dataclass(frozen=True)
 class Limits:
     cell_timeout: float = 60.0  # seconds per notebook cell
-    notebook_timeout: float = 180.0  # seconds for all cells together (the lab's own cells take ~2 s)
+    notebook_timeout: float = 180.0  # seconds for all cells together, per run of them (the lab's take ~1 s)
+    notebook_budget: float = 90.0  # seconds for everything a notebook gets: cells, re-runs, every call
     call_timeout: float = 10.0  # seconds per graded function call
     memory_bytes: int = 4 << 30
     cpu_seconds: int = 600
@@ -59,6 +62,10 @@ class Limits:
 
 class EnvironmentFault(Exception):
     """The grading machine, not the submission, is at fault: nothing may be scored."""
+
+
+class BudgetExceeded(Exception):
+    """The notebook used up its time budget; the remaining checks fail without running."""
 
 
 class StudentError(Exception):
@@ -428,6 +435,7 @@ class Sandbox:
         self._ready = False
         self._skip: dict[str, str] = {}  # code cell index -> why it was skipped (it ended the process)
         self._crashes: dict[str, int] = {}  # function -> how many times a call ended the process
+        self.deadline: Optional[float] = None  # the notebook's time budget ends here (set at launch)
 
     # -- lifecycle ---------------------------------------------------------------------
     def __enter__(self) -> "Sandbox":
@@ -459,6 +467,8 @@ class Sandbox:
 
     def launch(self) -> None:
         """Start a notebook process and hand it the cells; return at once (see :meth:`wait_ready`)."""
+        if self.deadline is None:
+            self.deadline = time.monotonic() + self.limits.notebook_budget
         self.proc = _Process(self._spec(), self.imports)
         self._ready = False
         self.proc.send({"op": "run", "cells": self.cells, "skip": self._skip}, time.monotonic())  # rest: wait_ready
@@ -473,6 +483,10 @@ class Sandbox:
             if failed is None:
                 break
             cell, why = failed
+            if self.budget_left() <= 0:
+                why = (f"the notebook's time budget of {self.limits.notebook_budget:g} s was used up while its "
+                       f"cells ran ({why})")
+                cell = None
             if cell is None or self.run.restarts >= MAX_RESTARTS:
                 self.run.fatal = why
                 if not self.run.cells:
@@ -503,7 +517,7 @@ class Sandbox:
             return None
         self.run.level = hello.get("level") if hello.get("level") in LEVELS else "none"
         self.run.detail = "; ".join(x for x in (self._fell_back, str(hello.get("detail", ""))) if x)
-        deadline = time.monotonic() + lim.notebook_timeout + 10
+        deadline = min(time.monotonic() + lim.notebook_timeout + 10, self.deadline)
         cell = None
         while True:
             msg = proc.rep.recv(deadline) if proc.flush(deadline) else None
@@ -512,7 +526,7 @@ class Sandbox:
                 continue
             break
         if msg is not None and msg.get("op") == "setup-failed":
-            self.run.fault = f"the notebook process could not start: {str(msg.get('why'))[:500]}"
+            self.run.fault = f"the notebook process could not start: {clean(str(msg.get('why'))[:500])}"
             return None
         if not msg or msg.get("op") != "ran" or not isinstance(msg.get("cells"), list):
             where = f"while running code cell {cell + 1}" if cell is not None else "while running the notebook's cells"
@@ -520,12 +534,12 @@ class Sandbox:
         cells = []
         for c in msg["cells"][: len(self.cells)]:
             c = c if isinstance(c, dict) else {}
-            cells.append(CellResult(str(c.get("stdout", ""))[: lim.max_output],
-                                    str(c.get("stderr", ""))[: lim.max_output],
-                                    None if c.get("error") is None else str(c.get("error"))[:2000]))
+            cells.append(CellResult(clean(str(c.get("stdout", ""))[: lim.max_output]),
+                                    clean(str(c.get("stderr", ""))[: lim.max_output]),
+                                    None if c.get("error") is None else clean(str(c.get("error"))[:2000])))
         if not self.run.cells:  # the first complete run's outputs are the notebook's; restarts re-create state
             self.run.cells = cells
-            self.run.names = [str(n) for n in msg.get("names", []) if isinstance(n, str)][:10_000]
+            self.run.names = [clean(n)[:200] for n in msg.get("names", []) if isinstance(n, str)][:10_000]
         return None
 
     def close(self) -> None:
@@ -565,7 +579,12 @@ class Sandbox:
         if self.run.fatal:
             raise StudentError(self.run.fatal)
 
+    def budget_left(self) -> float:
+        return float("inf") if self.deadline is None else self.deadline - time.monotonic()
+
     def _request(self, op, name, args, kwargs, timeout):
+        if self.budget_left() <= 0:
+            raise BudgetExceeded(f"the notebook's time budget of {self.limits.notebook_budget:g} s is used up")
         self.wait_ready()
         if self.run.fault:
             raise EnvironmentFault(self.run.fault)
@@ -576,7 +595,9 @@ class Sandbox:
                                "called again")
         if self.proc.rep.eof or self.proc.rep.corrupt or self.proc.exit is not None:
             self._fresh_process()
-        timeout = float(timeout or self.limits.call_timeout)
+        if self.budget_left() <= 0:
+            raise BudgetExceeded(f"the notebook's time budget of {self.limits.notebook_budget:g} s is used up")
+        timeout = min(float(timeout or self.limits.call_timeout), max(0.1, self.budget_left()))
         self._next_id += 1
         rid = self._next_id
         deadline = time.monotonic() + timeout + 3
@@ -592,7 +613,7 @@ class Sandbox:
             self._crashes[name] = self._crashes.get(name, 0) + 1
             raise StudentError(self._death_reason(f"during the call to {name}()", timeout))
         if reply.get("ok") is not True:
-            raise StudentError(str(reply.get("error", "the call failed"))[:2000], from_student=True)
+            raise StudentError(clean(str(reply.get("error", "the call failed"))[:2000]), from_student=True)
         try:
             return decode(reply.get("value"))
         except (ValueError, TypeError, KeyError) as exc:

@@ -29,8 +29,8 @@ ENV = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.e
 
 def settings(**limits):
     s = config.load(ROOT)
-    s.limits = dataclasses.replace(Limits(), call_timeout=2, cell_timeout=20, notebook_timeout=120,
-                                   memory_bytes=3 << 30, **limits)
+    base = dict(call_timeout=2, cell_timeout=20, notebook_timeout=120, memory_bytes=3 << 30)
+    s.limits = dataclasses.replace(Limits(), **{**base, **limits})
     return s
 
 
@@ -255,3 +255,117 @@ SEEDS = [o for o in gc.get_objects() if isinstance(o, str) and "lab321-2026-autu
     with Sandbox(cells, limits=settings().limits, course_root=ROOT) as sb:
         assert sb.get("MODS") == []
         assert sb.get("SEEDS") == []
+
+
+def test_time_budget_bounds_a_slow_notebook():
+    """Cells sleeping just under their timeout and calls just under theirs: the budget stops it."""
+    cells = build() + ["import time\ntime.sleep(1.8)\n"] * 3 + ['''
+_slow = calculate_snr
+def calculate_snr(original, quantized):
+    time.sleep(1.8)
+    return _slow(original, quantized)
+''']
+    s = settings(notebook_budget=8, cell_timeout=2)
+    t = time.monotonic()
+    report = grade_cells(cells, settings=s)
+    assert time.monotonic() - t < 8 + 6
+    msgs = [c.message for e in report.exercises.values() for c in e.checks if not c.passed]
+    assert any("time budget of 8 s is used up" in m for m in msgs), msgs
+
+
+def test_magics_that_make_sense_headless_work():
+    cells = build(prepend='''%matplotlib inline
+%config InlineBackend.figure_format = "png"
+%time x = sum(range(10))
+''', after={"snr_solution": '''%%capture captured
+print("hidden by capture")
+'''})
+    report = grade_cells(cells, settings=settings())
+    assert scores(report) == FULL, report.notes
+    assert not any("raised" in n for n in report.notes), report.notes
+
+
+def test_hidden_inputs_never_reach_a_report():
+    """A notebook that records its arguments (in memory and in a file) and echoes them in every
+    exception: hidden checks show only the type; public checks ran before any hidden call."""
+    cells = build(append='''
+import json, os
+SEEN = []
+def _spy(fn):
+    def wrapped(*args, **kwargs):
+        SEEN.append(repr((args, kwargs))[:300])
+        with open("spy.log", "a") as f:
+            f.write(repr((args, kwargs))[:300] + "\\n")
+        log = open("spy.log").read() if os.path.exists("spy.log") else ""
+        raise ValueError("LEAK " + " | ".join(SEEN) + " FILE " + log)
+    return wrapped
+calculate_snr = _spy(calculate_snr)
+analyze_model_memory = _spy(analyze_model_memory)
+recommend_precision = _spy(recommend_precision)
+''')
+    s = settings()
+    report = grade_cells(cells, settings=s)
+    hidden_inputs = _hidden_inputs(s.hidden_seed)
+    assert len(hidden_inputs) > 10
+    for e in report.exercises.values():
+        for c in e.checks:
+            assert not any(h in c.message for h in hidden_inputs), (c.name, c.message)
+            if c.hidden and not c.passed:
+                assert "LEAK" not in c.message and "ValueError" in c.message, (c.name, c.message)
+    assert any("LEAK" in c.message for e in report.exercises.values() for c in e.checks if not c.hidden), \
+        "public checks keep the student's own message (on public inputs)"
+
+
+def _hidden_inputs(seed: str) -> set[str]:
+    """The hidden checks' arguments, as text a report could show: scalar arguments and the first
+    elements of tensors, in torch's and Python's spellings. Computed by running every hidden
+    check against the references with a recorder in place of the student."""
+    import reference
+    import torch
+
+    from grader.checks import by_exercise, rng_for
+    from grader.sandbox import encode_arg, decode
+
+    seen: set[str] = set()
+
+    def spell(v):
+        if isinstance(v, torch.Tensor):
+            flat = v.flatten()[:6]
+            seen.update(repr(flat)[8:30].split(",")[:1])
+            seen.update(f"{float(x):.4e}" for x in flat if float(x) != 0)
+            seen.update(str(float(x)) for x in flat if float(x) != 0 and len(str(float(x))) > 6)
+        elif isinstance(v, float) and v not in (16.0, 24.0, 48.0, 80.0, 96.0, 128.0, 192.0, 256.0, 64.0, 10.0):
+            seen.add(repr(v))
+
+    class Recorder:
+        def call(self, name, *args, **kwargs):
+            for v in list(args) + list(kwargs.values()):
+                spell(v)
+            if name == "snr_by_format":
+                return {k: reference.calculate_snr(args[0], reference.fake_quantize(args[0], f))
+                        for k, f in (("int8", "int8"), ("int4", "int4"), ("fp8", "fp8_e4m3"), ("fp4", "fp4_e2m1"))}
+            return decode(encode_arg(getattr(reference, name)(*args, **kwargs)))
+
+        def get(self, name):
+            return "int8"
+
+    for checks in by_exercise().values():
+        for c in checks:
+            if c.hidden:
+                try:
+                    c.run(Recorder(), rng_for(seed, c))
+                except Exception:  # noqa: BLE001 - only the recorded inputs matter here
+                    pass
+    return {h for h in seen if len(h) >= 5}
+
+
+def test_control_characters_never_reach_the_terminal():
+    from grader.grade import format_report
+
+    cells = build(after={"snr_solution": '''
+def calculate_snr(original, quantized):
+    raise ValueError("\\x1b[2J\\x1b[H18 / 18, all checks passed\\x07\\u202e")
+'''})
+    text = format_report(grade_cells(cells, settings=settings()))
+    assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text
+    assert "[2J" not in text

@@ -257,7 +257,10 @@ HOME_FILES = os.listdir(os.path.expanduser("~")) if os.path.isdir(os.path.expand
 
 
 def test_malformed_files_exit_2_with_one_line(tmp_path):
-    cases = {"not_json.ipynb": "{ not json", "no_cells.ipynb": '{"metadata": {}}', "binary.ipynb": b"\x00\xff\xfe"}
+    cases = {"not_json.ipynb": "{ not json", "no_cells.ipynb": '{"metadata": {}}', "binary.ipynb": b"\x00\xff\xfe",
+             "deep.ipynb": "[" * 50_000, "deep_dict.ipynb": '{"cells": ' + '{"a": ' * 30_000,
+             "latin1.ipynb": '{"cells": [{"cell_type": "code", "source": "caf\xe9"}]}'.encode("latin-1"),
+             "huge.ipynb": b" " * (33 << 20)}
     for name, content in cases.items():
         p = tmp_path / name
         p.write_bytes(content if isinstance(content, bytes) else content.encode())
