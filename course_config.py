@@ -23,6 +23,7 @@ from grader.canary import nbgrader_pre_convert_hook  # noqa: E402
 c.Autograde.pre_convert_hook = nbgrader_pre_convert_hook
 c.Autograde.autograde_preprocessors = [
     "grader.nbgrader_plugin.TrustedGrade",
+    "grader.nbgrader_plugin.SanitizeStudentContent",  # no script or handler from a student reaches the TA
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
     "nbgrader.preprocessors.LimitOutput",
     "nbgrader.preprocessors.SaveAutoGrades",

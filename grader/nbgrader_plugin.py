@@ -60,7 +60,24 @@ class TrustedGrade(NbGraderPreprocessor):
         return nb, resources
 
 
-__all__ = ["TrustedGrade", "IsolationError"]
+class SanitizeStudentContent(NbGraderPreprocessor):
+    """What the formgrader and the feedback show is cleaned first (grader/sanitize.py)."""
+
+    def preprocess(self, nb, resources):
+        from .sanitize import sanitize_notebook, trusted_sources
+
+        settings = config.load(Path.cwd())
+        info = resources.get("nbgrader", {})
+        name = info.get("notebook") or settings.assignment
+        assignment = info.get("assignment") or settings.assignment
+        trusted = trusted_sources(settings.course_root / "source" / assignment / f"{name}.ipynb")
+        n = sanitize_notebook(nb, trusted)
+        if n:
+            self.log.info("sanitized %d cell(s) written by %s", n, info.get("student", "the student"))
+        return nb, resources
+
+
+__all__ = ["TrustedGrade", "SanitizeStudentContent", "IsolationError"]
 
 
 from nbgrader.preprocessors import OverwriteCells  # noqa: E402

@@ -148,27 +148,44 @@ def best_level() -> str:
     return "namespaces"
 
 
-def _keep_paths() -> list[str]:
-    """The Python installation the worker needs to see (read-only) when paths are hidden."""
+def _keep_paths(mask: list[str] = ()) -> list[str]:
+    """The Python installation the notebook process needs to see (read-only): the prefixes, the
+    standard library, site-packages, and every folder on sys.path (``.pth`` files add some),
+    except those inside what is masked (this checkout, the course)."""
     paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable))}
     for key in ("stdlib", "platstdlib", "purelib", "platlib"):
         paths.add(sysconfig.get_paths()[key])
     paths.update(p for p in site.getsitepackages() if os.path.isdir(p))
-    return sorted(os.path.realpath(p) for p in paths if p)
+    paths.update(p for p in sys.path if p and os.path.isabs(p) and os.path.isdir(p))
+    out = set()
+    for p in paths:
+        if not p:
+            continue
+        p = os.path.realpath(p)
+        if any(p == m or p.startswith(m.rstrip("/") + "/") for m in mask) and not p.startswith(sys.prefix):
+            continue
+        if p != "/":
+            out.add(p)
+    return sorted(out)
 
 
-def _hide_paths(course_root: Optional[Path], extra: tuple[str, ...] = ()) -> list[str]:
-    hide = ["/home", "/root", "/tmp", "/var/tmp", "/dev/shm", "/run/user", "/mnt", "/media", "/srv"]
-    # The grader's own code and the references (hidden checks, trusted answers), wherever
-    # installed; and the checkout they live in, when run from one.
+def _mask_paths(course_root: Optional[Path], extra: tuple[str, ...] = ()) -> list[str]:
+    """What must not be seen even where it lies inside the allow-listed filesystem: the grader's
+    code and the references (hidden checks, trusted answers) wherever installed, the checkout
+    they live in, and the course."""
     here = Path(__file__).resolve().parent
-    hide += [str(here), str(here.parent / "reference")]
+    mask = [str(here), str(here.parent / "reference")]
+    try:
+        import reference
+        mask.append(str(Path(reference.__file__).resolve().parent))
+    except ImportError:
+        pass
     if (here.parent / "pyproject.toml").is_file():
-        hide.append(str(here.parent))
+        mask.append(str(here.parent))
     if course_root is not None:
-        hide.append(str(Path(course_root).resolve()))
-    hide.extend(extra)
-    return [h for h in hide if os.path.isdir(h)]
+        mask.append(str(Path(course_root).resolve()))
+    mask.extend(extra)
+    return sorted({m for m in mask if os.path.isdir(m)})
 
 
 # ---------------------------------------------------------------------------------------
@@ -455,11 +472,14 @@ class Sandbox:
         if self._tmp is None:
             self._tmp = tempfile.mkdtemp(prefix="lab-sandbox-")
             os.chmod(self._tmp, 0o755)
+            os.mkdir(os.path.join(self._tmp, "root"))
         workdir = "/tmp/work" if self.level == "namespaces" else os.path.join(self._tmp, f"work{self.run.restarts}")
+        mask = _mask_paths(self.course_root, self.hide)
         return {
             "level": "namespaces" if self.level == "namespaces" else "process",
             "device": self.device, "workdir": workdir,
-            "hide": _hide_paths(self.course_root, self.hide), "keep": _keep_paths(),
+            "mask": mask, "keep": _keep_paths(mask),
+            "rootdir": os.path.join(self._tmp, "root"),
             "memory_bytes": lim.memory_bytes, "cpu_seconds": lim.cpu_seconds, "nproc": lim.nproc,
             "file_bytes": lim.file_bytes, "cell_timeout": lim.cell_timeout, "max_output": lim.max_output,
             "host_uid": os.getuid(),

@@ -389,27 +389,75 @@ def drop_capabilities(libc):
     _check(libc.capset(ctypes.byref(hdr), ctypes.byref(data)), "capset")
 
 
-def hide_paths(libc, hide, keep):
-    """Cover ``hide`` with empty tmpfs; bind ``keep`` (the Python install) back, read-only."""
-    fds = {}
-    for k in keep:
-        try:
-            fds[k] = os.open(k, os.O_PATH | os.O_DIRECTORY)
-        except OSError:
-            pass
-    hidden = []
-    for h in sorted(set(hide), key=len):
-        if any(h == p or h.startswith(p.rstrip("/") + "/") for p in hidden) or not os.path.isdir(h):
-            continue
-        _mount(libc, "tmpfs", h, "tmpfs", MS_NOSUID | MS_NODEV, "size=256m,mode=0755")
-        hidden.append(h)
-    for k, fd in sorted(fds.items(), key=lambda kv: len(kv[0])):
-        if any(k.startswith(h.rstrip("/") + "/") for h in hidden):
-            os.makedirs(k, exist_ok=True)
-            _mount(libc, f"/proc/self/fd/{fd}", k, None, MS_BIND | MS_REC)
-            _mount(libc, None, k, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID)
-        os.close(fd)
-    return hidden
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
+DEVICES = ("null", "zero", "full", "random", "urandom")
+RO_BIND = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV
+
+
+def _bind(libc, src, dst, readonly=True):
+    if os.path.isdir(src) and not os.path.islink(src):
+        os.makedirs(dst, exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        if not os.path.exists(dst):
+            open(dst, "a").close()
+    _mount(libc, src, dst, None, MS_BIND | MS_REC)
+    if readonly:
+        _mount(libc, None, dst, None, RO_BIND)
+
+
+def build_root(libc, spec):
+    """A new root holding only what student code needs, then pivot_root into it.
+
+    Allow-list, read-only: the system directories, the Python installation(s), and device
+    nodes (null, zero, random; NVIDIA's where present). Private and empty: /tmp, /dev/shm.
+    Masked with an empty read-only folder: the grader's and the references' packages, the
+    course and the checkout, wherever they lie inside what was bound. Everything else of the
+    host (homes, other courses, /run, /var, /mnt, /srv, ...) is simply not there.
+    """
+    new = spec["rootdir"]
+    _mount(libc, "tmpfs", new, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
+    os.makedirs(new + "/dev", exist_ok=True)
+    _mount(libc, "tmpfs", new + "/dev", "tmpfs", MS_NOSUID, "size=64k,mode=0755")
+    for d, size in (("/dev/shm", "64m"), ("/tmp", "256m")):  # first: a keep path may lie under /tmp
+        os.makedirs(new + d, exist_ok=True)
+        _mount(libc, "tmpfs", new + d, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode=1777")
+    shown = []
+    for d in SYSTEM_DIRS:
+        if os.path.islink(d):
+            os.symlink(os.readlink(d), new + d)
+        elif os.path.isdir(d):
+            _bind(libc, d, new + d)
+            shown.append(d)
+    for k in sorted(set(spec["keep"]), key=len):
+        if not any(k == s_ or k.startswith(s_.rstrip("/") + "/") for s_ in shown) and os.path.isdir(k):
+            _bind(libc, k, new + k)
+            shown.append(k)
+    masked = []
+    for m in sorted(set(spec["mask"])):
+        if os.path.isdir(m) and any(m == s_ or m.startswith(s_.rstrip("/") + "/") for s_ in shown):
+            _mount(libc, "tmpfs", new + m, "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY, "size=4k,mode=0555")
+            masked.append(m)
+    nvidia = [n for n in os.listdir("/dev") if n.startswith("nvidia")] if os.path.isdir("/dev") else []
+    for n in list(DEVICES) + nvidia:
+        if os.path.exists("/dev/" + n):
+            _bind(libc, "/dev/" + n, new + "/dev/" + n, readonly=False)
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
+                         ("stderr", "/proc/self/fd/2")):
+        os.symlink(target, f"{new}/dev/{name}")
+    if os.path.isdir("/sys"):
+        _bind(libc, "/sys", new + "/sys")
+    os.makedirs(new + "/proc", exist_ok=True)
+    _mount(libc, "proc", new + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    os.chdir(new)
+    nr = {"x86_64": 155, "aarch64": 41}.get(os.uname().machine)
+    if nr is None:
+        raise OSError(f"pivot_root: unknown system call number on {os.uname().machine}")
+    _check(libc.syscall(nr, b".", b"."), "pivot_root")
+    _check(libc.umount2(b".", 2), "umount old root")  # MNT_DETACH
+    os.chdir("/")
+    _mount(libc, None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    return shown, masked
 
 
 def _processes_of_this_user():
@@ -555,9 +603,9 @@ def notebook_main(spec, req_fd, rep_fd, uid, cgroup_limits, detail):
     if level == "namespaces":
         _check(libc.unshare(CLONE_NEWNS), "unshare(mount)")
         _mount(libc, None, "/", None, MS_REC | MS_PRIVATE)
-        _mount(libc, "proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-        hidden = hide_paths(libc, spec["hide"], spec["keep"])
-        detail.append("hidden: " + ", ".join(hidden))
+        shown, masked = build_root(libc, spec)
+        detail.append("filesystem: only " + ", ".join(shown) + " (read-only), private /tmp and /dev/shm"
+                      + ("; masked: " + ", ".join(masked) if masked else ""))
         detail.append("no network, own pid namespace")
     os.makedirs(workdir, exist_ok=True)
     drop_bounding_set(libc)

@@ -127,6 +127,7 @@ def course(tmp_path_factory):
         demo.write_submission(release, root / "submitted" / sid / LAB / f"{LAB}.ipynb", sources)
     for sid, cells in ATTACKERS.items():
         write_notebook(cells(root), root / "submitted" / sid / LAB / f"{LAB}.ipynb")
+    _write_xss_attacker(release, root / "submitted" / "attacker_xss" / LAB / f"{LAB}.ipynb")
     r = subprocess.run([sys.executable, "-m", "nbgrader", "autograde", LAB, "--force"], cwd=root,
                        env={**ENV, "LAB_GRADER_JOBS": "2"}, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -167,6 +168,49 @@ ATTACKERS = {
 }
 
 
+XSS = {"script": "<script>alert('ta')</script>", "handler": '<img src=x onerror="alert(1)">',
+       "link": "[click](javascript:alert(2))", "svg": '<svg onload="alert(3)"></svg>',
+       "iframe": '<iframe src="/api/contents"></iframe>'}
+XSS_MARKERS = ("<script", "onerror", "javascript:", "onload", "<iframe", "alert(")
+
+
+def _write_xss_attacker(release: Path, dest: Path) -> None:
+    import nbformat
+
+    demo.write_submission(release, dest, demo.solution_sources())
+    nb = nbformat.read(dest, as_version=4)
+    md = nbformat.v4.new_markdown_cell("My answer.\n\n" + "\n\n".join(XSS.values()) + "\n\n![pic](attachment:x.svg)")
+    md.attachments = {"x.svg": {"image/svg+xml": "PHN2ZyBvbmxvYWQ9ImFsZXJ0KDQpIj48L3N2Zz4="}}
+    raw = nbformat.v4.new_raw_cell("<script>alert('raw')</script>")
+    raw.metadata["format"] = "text/html"
+    nb.cells += [md, raw]
+    nbformat.write(nb, dest)
+
+
+def test_student_html_reaches_the_ta_sanitized(course):
+    """Autograded notebook (what the formgrader shows) and feedback HTML carry no active content
+    from the student; the instructor's own cells are unchanged; the student's text is still there."""
+    book = demo.gradebook_scores(course)
+    assert book["attacker_xss"] == FULL
+    auto = (course / "autograded" / "attacker_xss" / LAB / f"{LAB}.ipynb").read_text()
+    feedback = (course / "feedback" / "attacker_xss" / LAB / f"{LAB}.html").read_text()
+    cells = json.loads(auto)["cells"]
+    student_md = [c for c in cells if c["cell_type"] in ("markdown", "raw") and "My answer" in "".join(c["source"])]
+    assert student_md, "the student's own text is kept"
+    for c in cells:
+        text = json.dumps(c)
+        if "My answer" in text or c["cell_type"] == "raw":
+            assert not any(m in text for m in XSS_MARKERS), text[:500]
+    body = feedback.split("<body", 1)[1]
+    assert "My answer" in body
+    for m in XSS_MARKERS:
+        assert m not in body.replace("javascript:void", ""), m
+    src = json.loads((course / "source" / LAB / f"{LAB}.ipynb").read_text())
+    src_md = {"".join(c["source"]) for c in src["cells"] if c["cell_type"] == "markdown"}
+    kept = {"".join(c["source"]) for c in cells if c["cell_type"] == "markdown"}
+    assert len(src_md & kept) >= len(src_md) - 1, "the instructor's markdown cells are kept verbatim"
+
+
 def test_class_with_attackers_grades_honest_students_unchanged(course):
     import sqlite3
 
@@ -179,7 +223,7 @@ def test_class_with_attackers_grades_honest_students_unchanged(course):
     assert not (course / "PWNED").exists()
     assert "pwned" not in (course / "submitted" / "model_solution" / LAB / f"{LAB}.ipynb").read_text()
     con = sqlite3.connect(course / "gradebook.db")
-    assert con.execute("select count(*) from student").fetchone()[0] == len(demo.submissions()) + len(ATTACKERS)
+    assert con.execute("select count(*) from student").fetchone()[0] == len(demo.submissions()) + len(ATTACKERS) + 1
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert "worker_src" not in ps and "lab-sandbox" not in ps
 

@@ -342,3 +342,74 @@ def test_process_level_refuses_unreadable_python():
     s.min_isolation = "process"
     with pytest.raises(IsolationError, match="cannot read the Python installation"):
         grade_cells(build(), settings=s)
+
+
+def test_allow_list_filesystem_hides_course_copies_and_installed_packages(tmp_path):
+    """The grader installed non-editably (its packages inside site-packages) and a copy of the course
+    in an unlisted folder: inside the sandbox `import reference` fails and the seed is unreadable."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root for the namespaces level (CI runs as root)")
+    import shutil
+    import uuid
+
+    copy = Path("/srv") / f"lab-course-copy-{uuid.uuid4().hex[:8]}"
+    venv = tmp_path / "venv"
+    try:
+        copy.mkdir(parents=True)
+        for name in ("reference", "grader"):
+            shutil.copytree(ROOT / name, copy / name)
+        shutil.copy(ROOT / "course_config.py", copy / "course_config.py")
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        import sysconfig
+        here_site = sysconfig.get_paths()["purelib"]  # torch, numpy, nbgrader... of this environment
+        (Path(subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()"
+                              "['purelib'])"], capture_output=True, text=True, check=True).stdout.strip())
+         / "deps.pth").write_text(here_site + "\n")
+        venv_site = Path(subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; "
+                                         "print(sysconfig.get_paths()['purelib'])"],
+                                        capture_output=True, text=True, check=True).stdout.strip())
+        for name in ("reference", "grader"):  # what a non-editable `pip install .` puts there
+            shutil.copytree(ROOT / name, venv_site / name, ignore=shutil.ignore_patterns("__pycache__"))
+        site = subprocess.run([str(venv / "bin" / "python"), "-c", "import reference, os; "
+                               "print(os.path.dirname(os.path.dirname(reference.__file__)))"],
+                              cwd=tmp_path, capture_output=True, text=True, check=True).stdout.strip()
+        assert site.startswith(str(venv)), site  # the installed copy, not this checkout
+        probe = f'''
+import os, sys
+FOUND = []
+for extra in ({str(copy)!r}, {site!r}, {str(ROOT)!r}):
+    sys.path.insert(0, extra)
+for mod in ("reference", "grader.checks"):
+    try:
+        m = __import__(mod)
+        contents = [f for p in getattr(m, "__path__", []) for f in os.listdir(p)]
+        if getattr(m, "__file__", None) or contents:  # an empty masked folder imports as nothing
+            FOUND.append(("import", mod, getattr(m, "__file__", None), contents[:5]))
+    except ImportError:
+        pass
+for path in ({str(copy / "course_config.py")!r}, {str(ROOT / "course_config.py")!r},
+             {site + "/reference/lab.py"!r}, {site + "/grader/checks/snr.py"!r}):
+    try:
+        FOUND.append(("read", path, len(open(path).read())))
+    except OSError:
+        pass
+for top in ("/srv", "/opt", "/var", "/home", "/root", "/run", "/mnt", "/tmp", "/work"):
+    for dirpath, dirs, files in os.walk(top):
+        if "course_config.py" in files or "hidden_seed" in " ".join(files):
+            FOUND.append(("walk", dirpath))
+'''
+        script = f'''
+import json, sys
+from grader.sandbox import Sandbox
+with Sandbox([{probe!r}], level="namespaces") as sb:
+    print(json.dumps({{"found": sb.get("FOUND"), "level": sb.run.level, "detail": sb.run.detail}}))
+'''
+        r = subprocess.run([str(venv / "bin" / "python"), "-c", script], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        out = __import__("json").loads(r.stdout.strip().splitlines()[-1])
+        assert out["level"] == "namespaces", out["detail"]
+        assert out["found"] == [], out["found"]
+        assert "masked" in out["detail"] and "site-packages/grader" in out["detail"], out["detail"]
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)
