@@ -14,6 +14,10 @@ Behaviour on special inputs (the same for every format):
   NVFP4's E4M3 scale), so the whole block dequantizes to NaN.
 * An all-zero tensor, group or block quantizes to zeros (scale 1 where a division by
   amax would be 0/0).
+
+Results are bit-identical on every device (CPU, CUDA): each scale is the correctly rounded
+float32 quotient of float32 operands (see "Device-independent arithmetic" below), every
+other step is an IEEE operation (add, multiply, round, compare) or bit manipulation.
 """
 
 from __future__ import annotations
@@ -68,6 +72,33 @@ def _check_last_dim(x: torch.Tensor, block: int, what: str) -> None:
             f"{what} of {block} must divide the last dimension, but x has shape {tuple(x.shape)} "
             f"(last dimension {last}). Pad or reshape x so its last dimension is a multiple of {block}."
         )
+
+
+# ----------------------------------------------------------------------------------------
+# Device-independent arithmetic
+# ----------------------------------------------------------------------------------------
+# Every scale here is fl32(a / b): the IEEE float32 quotient of two float32 values, correctly
+# rounded (= float32(float64(a) / float64(b)), since float64 holds the exact quotient to
+# more than 2 * 24 + 2 bits). Both operands are always tensors on the data's device.
+#
+# Never `tensor / 448.0`: on CUDA, dividing by a CPU scalar (a Python number, or a 0-d CPU
+# tensor) is computed as tensor * fl32(1 / 448) (PyTorch, aten/src/ATen/native/cuda/
+# BinaryDivTrueKernel.cu: "if the second operand is a CPU scalar, compute a * reciprocal(b)"),
+# which differs from the quotient in about half of all float32 inputs for 448, 57344, 6, 7;
+# the CPU kernel divides. Measured on an H200: v / 448 differed from CPU in 573055 of 1M
+# values. Dividing by a tensor on the same device divides on both devices.
+# tests/test_reference_device_arith.py pins every scale against the float64 quotient and
+# replays each quantizer with CUDA's scalar-division rule emulated.
+
+
+def _const(value: float, like: torch.Tensor) -> torch.Tensor:
+    """``value`` as a 0-d float32 tensor on ``like``'s device (a fill kernel, no host copy)."""
+    return torch.full((), value, dtype=torch.float32, device=like.device)
+
+
+def _div(a: torch.Tensor, b: float) -> torch.Tensor:
+    """fl32(a / b) for a Python number ``b``, the same on CPU and CUDA (see above)."""
+    return torch.div(a, _const(b, a))
 
 
 def _nan_amax(x: torch.Tensor, dim=None, keepdim: bool = False) -> torch.Tensor:
@@ -229,7 +260,7 @@ def _quantize_int(x: torch.Tensor, fmt: IntFormat, symmetric: bool = True, group
     if symmetric:
         # The lab's scheme: scale = amax / qmax, so only +-qmax is reached (DESIGN §2).
         amax = _nan_amax(g, dim=-1, keepdim=True)
-        scale = amax / fmt.qmax
+        scale = _div(amax, fmt.qmax)
         scale = torch.where(scale > 0, scale, torch.ones_like(scale))
         q = torch.div(g, scale).round_().clamp_(fmt.qmin, fmt.qmax)
         zp = None
@@ -237,7 +268,7 @@ def _quantize_int(x: torch.Tensor, fmt: IntFormat, symmetric: bool = True, group
         clean = torch.nan_to_num(g, nan=0.0)
         lo = clean.amin(dim=-1, keepdim=True).clamp(max=0.0)
         hi = clean.amax(dim=-1, keepdim=True).clamp(min=0.0)
-        scale = (hi - lo) / (fmt.qmax - fmt.qmin)
+        scale = _div(hi - lo, fmt.qmax - fmt.qmin)
         scale = torch.where(scale > 0, scale, torch.ones_like(scale))
         del clean
         zp = (fmt.qmin - torch.round(lo / scale)).clamp_(fmt.qmin, fmt.qmax)
@@ -266,9 +297,11 @@ def _quantize_float(x: torch.Tensor, fmt: FloatFormat, per_tensor_scale: Optiona
         per_tensor_scale = fmt.bits <= 8  # fp16/bf16/fp32 are plain casts; fp8/fp4 are scaled
     if per_tensor_scale:
         amax = _nan_amax(x)
-        scale = (amax / fmt.max).reshape(1, 1)
+        scale = _div(amax, fmt.max).reshape(1, 1)
         scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-        q = _round_float(x / scale.reshape(()), fmt, inplace=True)
+        # amax / scale may land just above max (the scale is rounded): saturate, as the cast
+        # does (fp32, whose cast rounds nothing, would otherwise overflow to inf).
+        q = _round_float(torch.div(x, scale.reshape(())).clamp_(-fmt.max, fmt.max), fmt, inplace=True)
     else:
         scale = torch.ones(1, 1, device=x.device)
         q = _round_float(x, fmt)
@@ -288,6 +321,14 @@ def _quantize_nvfp4(x: torch.Tensor, fmt: BlockFormat, tensor_scale: bool = True
     element                q = e2m1(clamp(x * ((1 / t) / s), -6, 6))
     value                  q * (t * s)
 
+    Every quotient is fl32 (correctly rounded float32), identical on CPU and CUDA. torchao
+    on CPU computes the same; torchao on CUDA does not: its ``max_abs / F4_E2M1_MAX`` (and
+    ``per_tensor_amax_to_scale``'s ``amax / (448 * 6)``) divide by Python floats, which CUDA
+    evaluates as multiplication by fl32(1/6) (fl32(1/2688)), so on CUDA its block scales
+    sit an ulp off ours for about a third of blocks before E4M3 rounding (and the tensor
+    scale for about a fifth of tensors), which changes an E4M3 block scale or an E2M1 code
+    where the quotient lies at a rounding boundary. Its Triton/MSLK kernels were not compared.
+
     Corner cases follow torchao: block scales are clamped to >= 2**-6, the smallest E4M3
     normal. TransformerEngine and ModelOpt allow subnormal E4M3 scales instead, and ModelOpt
     turns a zero block scale into 1; on Gaussian data all three agree, on heavy-tailed data a
@@ -300,12 +341,13 @@ def _quantize_nvfp4(x: torch.Tensor, fmt: BlockFormat, tensor_scale: bool = True
     block_amax = blocks.abs().amax(dim=-1, keepdim=True)  # NaN propagates: a NaN block gets a NaN scale
     if tensor_scale:
         amax = torch.nan_to_num(block_amax, nan=0.0).amax()  # = nan-ignoring amax(|x|), one pass saved
-        t = amax / (FP8_E4M3.max * FP4_E2M1.max)
+        t = _div(amax, FP8_E4M3.max * FP4_E2M1.max)  # 2688, exact in float32
         t = torch.where(t > 0, t, torch.ones_like(t))
     else:
         t = torch.ones((), device=x.device)
-    s = _round_float((block_amax / FP4_E2M1.max / t).clamp_(min=FP8_E4M3.min_normal, max=FP8_E4M3.max), FP8_E4M3)
-    recip = (1.0 / t) / s
+    s = _round_float(torch.div(_div(block_amax, FP4_E2M1.max), t).clamp_(min=FP8_E4M3.min_normal, max=FP8_E4M3.max),
+                     FP8_E4M3)
+    recip = torch.div(torch.div(_const(1.0, t), t), s)  # fl32(fl32(1 / t) / s), as torchao
     q = _round_float((blocks * recip).clamp_(-FP4_E2M1.max, FP4_E2M1.max), FP4_E2M1, inplace=True)
     if values_only:  # a NaN scale makes its block NaN by itself
         return q.mul_(t * s).reshape(x.shape)
@@ -334,7 +376,10 @@ def _quantize_mx(x: torch.Tensor, fmt: BlockFormat, values_only: bool = False):
     exp = (floor_log2 - elem.emax).clamp_(-127, 127)
     scale_codes = (exp + 127).to(torch.uint8)
     scale_codes[nan_block] = 0xFF
-    scale = torch.ldexp(torch.ones_like(block_amax), exp.to(torch.float32))
+    # 2**exp built from its bits (exact on every device; pow/ldexp need not be): the biased
+    # exponent field for exp >= -126, the subnormal 2**-127 (mantissa bit 22) below.
+    bits = torch.where(exp > -F32_BIAS, (exp + F32_BIAS) << F32_MANT, torch.full_like(exp, 1 << (F32_MANT - 1)))
+    scale = bits.to(torch.int32).view(torch.float32)
     scale = torch.where(nan_block, torch.full_like(scale, float("nan")), scale)
     q = _round_float((blocks / scale).clamp_(-elem.max, elem.max), elem, inplace=True)
     if values_only:

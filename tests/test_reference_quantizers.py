@@ -149,6 +149,19 @@ def test_fp8_e4m3_gaussian_levels_and_snr():
     assert R.calculate_snr(x, R.fake_quantize(x, "int8")) > R.calculate_snr(x, y) + 5
 
 
+@pytest.mark.parametrize("amax", [0.5, 1e-3, 0.3, 7.0, 1e30])
+def test_scaled_fp32_saturates_instead_of_overflowing(amax):
+    """amax / fl32(amax / FLT_MAX) can exceed FLT_MAX (it did for 0.5 and 1e-3: inf); saturate.
+
+    For amax < 4 the scale amax / FLT_MAX is subnormal, so amax itself keeps only the scale's
+    precision (about 11 bits at amax = 1e-3); the other elements stay exact to an ulp."""
+    x = torch.tensor([amax, -amax / 3, amax / 7], dtype=torch.float32)
+    y = R.fake_quantize(x, "fp32", per_tensor_scale=True)
+    assert bool(torch.isfinite(y).all())
+    assert torch.allclose(y[0], x[0], rtol=2**-10, atol=0)
+    assert torch.allclose(y[1:], x[1:], rtol=2**-22, atol=0)
+
+
 @pytest.mark.parametrize("name", sorted(R.FORMATS))
 def test_fake_quantize_shape_dtype_and_codes_agree(name):
     x = data("gauss", (4, 64)).to(torch.float16)  # non-float32 input is accepted
