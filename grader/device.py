@@ -130,7 +130,8 @@ def plan(capability: Optional[tuple[int, int]], has_cuda: bool,
     if "fp8_e4m3" in native:
         out["fp8-native"] = (True, f"FP8 tensor cores ({arch})")
     elif "fp8_e4m3" in hardware:
-        out["fp8-native"] = (False, f"{arch} has FP8 tensor cores, but PyTorch {torch_version or torch.__version__} "
+        version = torch_version or torch.__version__
+        out["fp8-native"] = (False, f"{arch} has FP8 tensor cores, but PyTorch {version} "
                                     "has no native FP8 matmul (torch._scaled_mm)")
     else:
         out["fp8-native"] = (False, f"needs compute capability >= 8.9 (Ada, Hopper, Blackwell); {where}")
@@ -139,7 +140,8 @@ def plan(capability: Optional[tuple[int, int]], has_cuda: bool,
     if "nvfp4" in native:
         out["fp4-native"] = (True, f"FP4 tensor cores ({arch}); {first}")
     elif "nvfp4" in hardware:
-        out["fp4-native"] = (False, f"{arch} has NVFP4 tensor cores, but PyTorch {torch_version or torch.__version__} "
+        version = torch_version or torch.__version__
+        out["fp4-native"] = (False, f"{arch} has NVFP4 tensor cores, but PyTorch {version} "
                                     "(or its CUDA toolkit, < 12.8) has no native NVFP4 matmul")
     else:
         out["fp4-native"] = (False, f"needs compute capability 10.x or 12.x (Blackwell, DGX Spark); {where}")
@@ -272,7 +274,7 @@ def fp4_matmul(device: str) -> list[str]:
             pa.view(torch.float4_e2m1fn_x2).to(device), pb.view(torch.float4_e2m1fn_x2).to(device).t(),
             scale_a=to_blocked(sa).to(device), scale_b=to_blocked(sb).to(device), out_dtype=torch.float32,
         )
-    except (RuntimeError, NotImplementedError, TypeError) as exc:
+    except (RuntimeError, NotImplementedError, TypeError, ValueError) as exc:
         return fails + [f"NVFP4 torch._scaled_mm on {device} failed: {str(exc).splitlines()[0]}"]
     got = got.double().cpu() * float(qa.tensor_scale) * float(qb.tensor_scale)
     err = float((got - want).abs().max() / want.abs().max())
@@ -333,7 +335,8 @@ def expected_scales(x: torch.Tensor, name: str, opts: dict) -> tuple[np.ndarray,
         if opts.get("symmetric", True):
             s = _quot(np.nanmax(np.abs(g), axis=1), fmt.qmax)
         else:
-            lo, hi = np.minimum(np.nanmin(g, axis=1), 0).astype(np.float32), np.maximum(np.nanmax(g, axis=1), 0).astype(np.float32)
+            lo = np.minimum(np.nanmin(g, axis=1), 0).astype(np.float32)
+            hi = np.maximum(np.nanmax(g, axis=1), 0).astype(np.float32)
             s = _quot(hi - lo, fmt.qmax - fmt.qmin)
         return np.where(s > 0, s, np.float32(1)), None
     if fmt.kind == "float":
@@ -476,7 +479,9 @@ LANES: dict[str, list[tuple[str, Callable[[], list[str]]]]] = {
             ("fp8 scaled matmul on CPU", lambda: fp8_matmul("cpu")),
             ("notebook environment table", notebook_environment_table)],
     "fp8-native": [("fp8 casts vs CUDA (every fp16/bf16 pattern)", lambda: cast_sweep("cuda")),
-                   ("fp8 scaled matmul on CUDA", lambda: fp8_matmul("cuda")),
+                   ("reference quantizers on CUDA vs CPU (every format and option)",
+                    lambda: reference_cpu_vs_device("cuda")),
+                   ("fp8 scaled matmul on CUDA (both use_fast_accum modes)", lambda: fp8_matmul("cuda")),
                    ("model solution scores on CUDA tensors", cuda_scores_equal_cpu)],
     "fp4-native": [("NVFP4 block-scaled matmul on CUDA", lambda: fp4_matmul("cuda"))],
 }
@@ -486,12 +491,15 @@ def run_lane(name: str) -> LaneResult:
     res = LaneResult(name, "passed")
     for label, fn in LANES[name]:
         res.checks += 1
+        NOTES.clear()
         try:
             fails = fn()
         except Exception as exc:  # noqa: BLE001 - a crash is a failure of the lane, with its reason
             fails = [f"{label}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"]
             traceback.print_exc()
         res.failures += fails
+        res.notes += NOTES
+    NOTES.clear()
     if res.failures:
         res.status = "FAILED"
     return res
@@ -502,8 +510,16 @@ def device_check(simulate: Optional[tuple[int, int]] = None, out=print) -> int:
     cc = simulate if simulate is not None else R.current_capability()
     desc = R.describe_device(cc, "simulated" if simulate else None) if simulate else R.describe_device()
     cap = desc["compute_capability"] or "none"
+    native = R.torch_native_formats(cc)
     out(f"device: {desc['device']} ({desc['architecture']}), compute capability: {cap}")
-    out(f"native formats: {', '.join(desc['native']) or 'none'}; emulated: {', '.join(desc['emulated'])}")
+    out(f"tensor-core formats of the hardware: {', '.join(desc['hardware']) or 'none'}")
+    out(f"native formats (PyTorch {torch.__version__}): {', '.join(native) or 'none'}; "
+        f"emulated: {', '.join(f for f in R.FORMATS if f not in native)}")
+    missing = [f for f in desc["hardware"] if f in R.FORMATS and f not in native]
+    if missing:
+        out(f"in the hardware but not native in this PyTorch (emulated): {', '.join(missing)}")
+    if has_cuda:
+        out(f"PyTorch {torch.__version__}, CUDA {torch.version.cuda}")
     ok = True
     for lane, (runs, reason) in plan(cc, has_cuda).items():
         if not runs:
@@ -514,4 +530,6 @@ def device_check(simulate: Optional[tuple[int, int]] = None, out=print) -> int:
             r = run_lane(lane)
             ok &= r.status == "passed"
         out(r.line())
+        for note in r.notes:
+            out(f"  measured: {note}")
     return 0 if ok else 1

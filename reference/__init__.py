@@ -5,7 +5,9 @@ Graders score students against this package; it imports nothing from ``grader`` 
 """
 
 from .formats import ALIASES, FORMATS, BlockFormat, FloatFormat, IntFormat, get_format
-from .hardware import arch_name, current_capability, describe_device, native_formats
+from .hardware import (
+    arch_name, current_capability, describe_device, hardware_formats, native_formats, torch_native_formats,
+)
 from .lab import (
     analyze_model_memory,
     bytes_per_param,
@@ -20,5 +22,6 @@ __all__ = [
     "ALIASES", "FORMATS", "BlockFormat", "FloatFormat", "IntFormat", "Quantized",
     "analyze_model_memory", "arch_name", "bytes_per_param", "calculate_model_memory", "calculate_snr",
     "cast", "current_capability", "dequantize", "describe_device", "fake_quantize", "get_format",
-    "native_formats", "pack_fp4", "quantize", "recommend_precision", "task_memory", "unpack_fp4",
+    "hardware_formats", "native_formats", "pack_fp4", "quantize", "recommend_precision", "task_memory",
+    "torch_native_formats", "unpack_fp4",
 ]
