@@ -365,6 +365,7 @@ def _quantize_mx(x: torch.Tensor, fmt: BlockFormat, values_only: bool = False):
     The scale exponent is clamped to [-127, 127] (the E8M0 range); a NaN in a block gives
     the NaN scale 0xFF. torchao's FLOOR mode agrees bit for bit except for blocks whose
     amax is below about 2**-125, where torchao divides by 2**-126 instead of the stored 2**-127.
+    On CUDA too: its data / scale divides by a power-of-two tensor, exact on every device.
     """
     bs, elem = fmt.block_size, fmt.element
     _check_last_dim(x, bs, f"{fmt.name}'s block size")
