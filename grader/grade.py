@@ -130,10 +130,10 @@ def _run_check(sb: Sandbox, check: Check, seed: str) -> CheckResult:
         return CheckResult(check.name, False, 0.0, check.points, check.hidden, str(exc))
     except StudentError as exc:
         text = str(exc)
-        if text.startswith("NotImplementedError") or (text.startswith("NameError") and "not defined" in text):
-            msg = f"not implemented yet ({text.split(':')[0]}): fill in the stub, run the cell, and save the notebook"
+        kind = exc.kind if _is_builtin_exception(exc.kind) else "an exception of its own class"
+        if exc.kind == "NotImplementedError" or (exc.kind == "NameError" and not exc.from_student):
+            msg = f"not implemented yet ({exc.kind}): fill in the stub, run the cell, and save the notebook"
         elif check.hidden and exc.from_student:
-            kind = text.split(":", 1)[0].split(" ", 1)[0][:80]
             msg = (f"calling your code on {check.what} raised {kind} (the message is not shown for hidden "
                    "checks; the public checks and the notebook's check cells show it on their inputs)")
         else:
@@ -143,6 +143,13 @@ def _run_check(sb: Sandbox, check: Check, seed: str) -> CheckResult:
         msg = f"your answer for {check.what} has an unexpected form ({type(exc).__name__}); see the exercise's instructions"
         return CheckResult(check.name, False, 0.0, check.points, check.hidden, msg)
     return CheckResult(check.name, True, float(check.points), check.points, check.hidden, "passed")
+
+
+def _is_builtin_exception(name: str) -> bool:
+    import builtins
+
+    obj = getattr(builtins, name, None) if name.isidentifier() else None
+    return isinstance(obj, type) and issubclass(obj, BaseException)
 
 
 def grade_path(path: Path, **kwargs: Any) -> Report:

@@ -39,7 +39,9 @@ from .text import clean
 
 LEVELS = ("none", "process", "namespaces")  # weakest to strongest
 WORKER_SOURCE = (Path(__file__).with_name("worker_src.py")).read_text()
-MAX_FRAME = 64 << 20
+MAX_FRAME = 64 << 20  # the cells' outputs
+MAX_RESULT = 8 << 20  # one call's reply
+MAX_CONTAINERS = 200_000  # lists and dicts in one reply: parsing more would cost the grader seconds and GBs
 # What the notebook process needs; a grading environment without one of them is broken
 # (an environment fault for the TA, never a student's zero).
 WORKER_IMPORTS = ("numpy", "torch", "IPython", "traitlets", "matplotlib")
@@ -56,6 +58,7 @@ class Limits:
     memory_bytes: int = 4 << 30
     cpu_seconds: int = 600
     nproc: int = 64
+    cpus: float = 1.0  # CPU time for the notebook's whole tree (cgroup): a class graded side by side shares fairly
     file_bytes: int = 64 << 20
     max_output: int = 20_000  # characters of stdout/stderr kept per cell
 
@@ -75,9 +78,10 @@ class StudentError(Exception):
     inputs, so hidden checks show only its type).
     """
 
-    def __init__(self, message: str, from_student: bool = False):
+    def __init__(self, message: str, from_student: bool = False, kind: str = ""):
         super().__init__(message)
         self.from_student = from_student
+        self.kind = kind  # the exception's type name (chosen by the student when from_student)
 
 
 @dataclass
@@ -155,8 +159,9 @@ def _keep_paths(mask: list[str] = ()) -> list[str]:
     paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable))}
     for key in ("stdlib", "platstdlib", "purelib", "platlib"):
         paths.add(sysconfig.get_paths()[key])
-    paths.update(p for p in site.getsitepackages() if os.path.isdir(p))
-    paths.update(p for p in sys.path if p and os.path.isabs(p) and os.path.isdir(p))
+    sites = [p for p in site.getsitepackages() if os.path.isdir(p)]
+    paths.update(sites)
+    paths.update(_pth_paths(sites))  # not the cwd, the script's folder or PYTHONPATH: those may hold anything
     out = set()
     for p in paths:
         if not p:
@@ -167,6 +172,28 @@ def _keep_paths(mask: list[str] = ()) -> list[str]:
         if p != "/":
             out.add(p)
     return sorted(out)
+
+
+def _pth_paths(sites: list[str]) -> list[str]:
+    """Folders that ``.pth`` files in site-packages add to sys.path (installed dependencies)."""
+    out = []
+    for d in sites:
+        try:
+            names = sorted(n for n in os.listdir(d) if n.endswith(".pth"))
+        except OSError:
+            continue
+        for n in names:
+            try:
+                lines = Path(d, n).read_text(errors="replace").splitlines()
+            except OSError:
+                continue
+            for line in lines:
+                line = line.strip()
+                if line and not line.startswith(("#", "import ", "import\t")):
+                    p = line if os.path.isabs(line) else os.path.join(d, line)
+                    if os.path.isdir(p):
+                        out.append(p)
+    return out
 
 
 def _mask_paths(course_root: Optional[Path], extra: tuple[str, ...] = ()) -> list[str]:
@@ -202,20 +229,23 @@ class Channel:
         self.corrupt = False
         self.eof = False
 
-    def recv(self, deadline: float) -> Optional[dict]:
+    def recv(self, deadline: float, limit: int = MAX_FRAME) -> Optional[dict]:
         """The next frame that is a JSON object; None on EOF, garbage or deadline."""
         while True:
             if len(self.buf) >= 4:
                 (n,) = struct.unpack_from("<I", self.buf)
-                if n > MAX_FRAME:
+                if n > limit:
                     self.corrupt = True
                     return None
                 if len(self.buf) >= 4 + n:
                     body = bytes(self.buf[4:4 + n])
                     del self.buf[:4 + n]
+                    if limit <= MAX_RESULT and body.count(b"[") + body.count(b"{") > MAX_CONTAINERS:
+                        self.corrupt = True
+                        return None
                     try:
                         obj = json.loads(body)
-                    except ValueError:
+                    except Exception:  # noqa: BLE001 - broken, or nested past the recursion limit
                         continue  # a broken frame: skip it
                     if isinstance(obj, dict):
                         return obj
@@ -480,7 +510,7 @@ class Sandbox:
             "device": self.device, "workdir": workdir,
             "mask": mask, "keep": _keep_paths(mask),
             "rootdir": os.path.join(self._tmp, "root"),
-            "memory_bytes": lim.memory_bytes, "cpu_seconds": lim.cpu_seconds, "nproc": lim.nproc,
+            "memory_bytes": lim.memory_bytes, "cpu_seconds": lim.cpu_seconds, "nproc": lim.nproc, "cpus": lim.cpus,
             "file_bytes": lim.file_bytes, "cell_timeout": lim.cell_timeout, "max_output": lim.max_output,
             "host_uid": os.getuid(),
         }
@@ -526,7 +556,8 @@ class Sandbox:
         hello = proc.rep.recv(time.monotonic() + 60) if started.get("op") == "started" else None
         if not hello or hello.get("op") != "hello":
             why = (started.get("why") if started.get("op") == "failed"
-                   else (hello or {}).get("why") or self._describe_exit("while setting up the sandbox"))
+                   else (hello or {}).get("why") if (hello or {}).get("op") == "setup-failed"
+                   else self._describe_exit("while setting up the sandbox"))
             proc.close()
             if self.level == "namespaces" and self.allow_fallback and not self._fell_back:
                 self._fell_back = f"namespaces refused ({str(why)[:300]}); fell back to 'process'"
@@ -545,10 +576,11 @@ class Sandbox:
                 cell = msg["i"]
                 continue
             break
-        if msg is not None and msg.get("op") == "setup-failed":
-            self.run.fault = f"the notebook process could not start: {clean(str(msg.get('why'))[:500])}"
-            return None
-        if not msg or msg.get("op") != "ran" or not isinstance(msg.get("cells"), list):
+        # (after hello, student code has run: a "setup-failed" now is forged, i.e. garbage)
+        ok = msg is not None and msg.get("op") == "ran" and isinstance(msg.get("cells"), list)
+        if not ok:
+            if msg is not None:
+                proc.rep.corrupt = True
             where = f"while running code cell {cell + 1}" if cell is not None else "while running the notebook's cells"
             return cell, self._death_reason(where, lim.notebook_timeout + 10)
         cells = []
@@ -559,7 +591,8 @@ class Sandbox:
                                     None if c.get("error") is None else clean(str(c.get("error"))[:2000])))
         if not self.run.cells:  # the first complete run's outputs are the notebook's; restarts re-create state
             self.run.cells = cells
-            self.run.names = [clean(n)[:200] for n in msg.get("names", []) if isinstance(n, str)][:10_000]
+            names = msg.get("names") if isinstance(msg.get("names"), list) else []
+            self.run.names = [clean(n)[:200] for n in names if isinstance(n, str)][:10_000]
         return None
 
     def close(self) -> None:
@@ -626,18 +659,29 @@ class Sandbox:
         reply = None
         if self.proc.send(payload, deadline):
             while True:
-                reply = self.proc.rep.recv(deadline)
+                reply = self.proc.rep.recv(deadline, MAX_RESULT)
                 if reply is None or (reply.get("op") == "result" and reply.get("id") == rid):
                     break  # anything else is noise the student's code wrote to our pipe
         if reply is None:
             self._crashes[name] = self._crashes.get(name, 0) + 1
             raise StudentError(self._death_reason(f"during the call to {name}()", timeout))
         if reply.get("ok") is not True:
-            raise StudentError(clean(str(reply.get("error", "the call failed"))[:2000]), from_student=True)
+            code = reply.get("code")
+            if code == "exception":
+                kind = clean(str(reply.get("type", "Exception")))[:100]
+                raise StudentError(clean(str(reply.get("error", kind))[:2000]), from_student=True, kind=kind)
+            text = {"timeout": f"TimeoutError: the call ran longer than {timeout:g} s",
+                    "memory": "MemoryError: the call ran out of memory",
+                    "undefined": f"NameError: {name} is not defined after running the notebook",
+                    "unsendable": f"the result could not be sent back (larger than {MAX_RESULT >> 20} MiB, or not "
+                                  "plain data)"}.get(code, "the call failed")
+            kind = text.split(":")[0] if ":" in text else ""
+            raise StudentError(text, kind=kind)
         try:
             return decode(reply.get("value"))
-        except (ValueError, TypeError, KeyError) as exc:
-            raise StudentError(f"the returned value could not be read ({exc})") from None
+        except Exception:  # noqa: BLE001 - anything odd in the reply
+            raise StudentError("the returned value could not be read (it is not plain data: numbers, strings, "
+                               "lists, dicts or arrays)") from None
 
     def _describe_exit(self, when: str) -> str:
         ex = self.proc.wait_exit(5) if self.proc else {}

@@ -48,10 +48,12 @@ import time
 import traceback
 
 MAX_FRAME = 64 << 20
+MAX_RESULT = 8 << 20  # a call's reply: the checks need a few numbers, dicts and small arrays
 UID_BASE, UID_SLOTS = 1_500_000_000, 4096  # private uids for sandboxes (root only)
 UID_LOCKS = "/run/lab-grader-uids"
 DEVICE = "cpu"  # where argument tensors are placed (device-check grades on "cuda" too)
 REPLY_FD = [-1]  # the notebook process's reply channel, wherever it has been moved
+HELLO_SENT = [False]  # after hello, student code has run: nothing is an environment fault any more
 
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
 CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
@@ -231,12 +233,13 @@ class Cgroup:
 
     def __init__(self, kind, dirs):
         self.kind, self.dirs = kind, dirs
+        self.cpu = False  # whether the tree's CPU time is capped (cpus) too
 
     @classmethod
-    def create(cls, name, memory_bytes, nproc):
+    def create(cls, name, memory_bytes, nproc, cpus=1.0):
         for maker in (cls._v2, cls._v1):
             try:
-                cg = maker(name, memory_bytes, nproc)
+                cg = maker(name, memory_bytes, nproc, cpus)
             except OSError:
                 cg = None
             if cg is not None:
@@ -263,7 +266,7 @@ class Cgroup:
         return None
 
     @classmethod
-    def _v2(cls, name, memory_bytes, nproc):
+    def _v2(cls, name, memory_bytes, nproc, cpus):
         mount = next((m for m, t, _ in cls._mounts() if t == "cgroup2"), None)
         own = cls._own("")
         if mount is None or own is None:
@@ -276,6 +279,11 @@ class Cgroup:
             enabled = set(f.read().split())
         if not {"memory", "pids"} <= enabled:
             _write(os.path.join(parent, "cgroup.subtree_control"), "+memory +pids")
+        try:
+            if "cpu" not in enabled:
+                _write(os.path.join(parent, "cgroup.subtree_control"), "+cpu")
+        except OSError:
+            pass  # CPU share is a nicety; memory and processes are required
         d = os.path.join(parent, name)
         os.mkdir(d)
         cg = cls("v2", [d])
@@ -284,34 +292,50 @@ class Cgroup:
             if os.path.exists(os.path.join(d, "memory.swap.max")):
                 _write(os.path.join(d, "memory.swap.max"), "0")
             _write(os.path.join(d, "pids.max"), str(nproc))
+            if os.path.exists(os.path.join(d, "cpu.max")):
+                _write(os.path.join(d, "cpu.max"), f"{int(cpus * 100000)} 100000")
+                cg.cpu = True
         except OSError:
             cg.remove()
             raise
         return cg
 
     @classmethod
-    def _v1(cls, name, memory_bytes, nproc):
+    def _v1(cls, name, memory_bytes, nproc, cpus):
         mounts = cls._mounts()
-        dirs = []
+        dirs, cpu = [], False
         try:
-            for ctrl in ("memory", "pids"):
+            for ctrl in ("memory", "pids", "cpu"):
                 mount = next((m for m, t, o in mounts if t == "cgroup" and ctrl in o), None)
                 own = cls._own(ctrl)
                 if mount is None or own is None:
+                    if ctrl == "cpu":
+                        break
                     return None
                 d = os.path.join(mount, own.lstrip("/"), name)
-                os.mkdir(d)
+                try:
+                    os.mkdir(d)
+                except OSError:
+                    if ctrl == "cpu":
+                        break
+                    raise
                 dirs.append(d)
                 if ctrl == "memory":
                     _write(os.path.join(d, "memory.limit_in_bytes"), str(memory_bytes))
                     if os.path.exists(os.path.join(d, "memory.memsw.limit_in_bytes")):
                         _write(os.path.join(d, "memory.memsw.limit_in_bytes"), str(memory_bytes))
-                else:
+                elif ctrl == "pids":
                     _write(os.path.join(d, "pids.max"), str(nproc))
+                else:
+                    _write(os.path.join(d, "cpu.cfs_period_us"), "100000")
+                    _write(os.path.join(d, "cpu.cfs_quota_us"), str(int(cpus * 100000)))
+                    cpu = True
         except OSError:
             cls("v1", dirs).remove()
             raise
-        return cls("v1", dirs)
+        cg = cls("v1", dirs)
+        cg.cpu = cpu
+        return cg
 
     def add(self, pid):
         for d in self.dirs:
@@ -506,10 +530,10 @@ def keeper_main(spec, fds):
             uid, lock_fd = allocate_uid()
             detail.append(f"private uid {uid}")
         cg = Cgroup.create(f"lab-sandbox-{os.getpid()}-{time.monotonic_ns()}", int(spec["memory_bytes"]),
-                           int(spec["nproc"]))
+                           int(spec["nproc"]), float(spec.get("cpus", 1.0)))
         if cg is not None:
-            detail.append(f"cgroup {cg.kind}: {spec['memory_bytes'] >> 20} MiB, {spec['nproc']} processes "
-                          "for the whole tree")
+            detail.append(f"cgroup {cg.kind}: {spec['memory_bytes'] >> 20} MiB, {spec['nproc']} processes"
+                          + (f", {spec.get('cpus', 1.0):g} CPU" if cg.cpu else "") + " for the whole tree")
         else:
             detail.append(f"no writable cgroup: per-process limits ({spec['memory_bytes'] >> 20} MiB data, "
                           f"{spec['nproc']} processes of the uid)")
@@ -540,7 +564,8 @@ def keeper_main(spec, fds):
             notebook_main(spec, req_r, rep_w, uid, cg is not None, detail)
         except BaseException as exc:  # noqa: BLE001 - set-up failed before any student code
             try:
-                send(REPLY_FD[0], {"op": "setup-failed", "why": f"{type(exc).__name__}: {exc}"})
+                if not HELLO_SENT[0]:
+                    send(REPLY_FD[0], {"op": "setup-failed", "why": f"{type(exc).__name__}: {exc}"})
             except OSError:
                 pass
         os._exit(70)
@@ -645,9 +670,11 @@ def notebook_main(spec, req_fd, rep_fd, uid, cgroup_limits, detail):
     os.closerange(max(hi) + 1, 4096)
     req_fd, rep_fd = hi
     REPLY_FD[0] = rep_fd
+    shell = _shell()  # before hello: anything that fails up to here is the environment's fault
     send(rep_fd, {"op": "hello", "level": level, "detail": "; ".join(detail) + "; rlimits: {} s CPU, {} MiB files"
                   .format(spec["cpu_seconds"], spec["file_bytes"] >> 20), "pid": os.getpid()})
-    serve(spec, req_fd, rep_fd)
+    HELLO_SENT[0] = True
+    serve(spec, req_fd, rep_fd, shell)
 
 
 # ---------------------------------------------------------------------------------------
@@ -781,8 +808,7 @@ def _shell():
     return HeadlessShell.instance(config=cfg, colors="nocolor", xmode="Plain")
 
 
-def run_cells(cells, cell_timeout, max_output, skip, progress):
-    shell = _shell()
+def run_cells(shell, cells, cell_timeout, max_output, skip, progress):
     signal.signal(signal.SIGALRM, _alarm)
     results = []
     real_out, real_err = sys.stdout, sys.stderr
@@ -824,7 +850,10 @@ def _where(exc):
 
 
 def call(ns, req):
-    """Run one call here, in the notebook process, with a timeout; return the reply dict."""
+    """Run one call here, in the notebook process, with a timeout; return the reply dict.
+
+    Failures the worker itself describes carry a ``code`` (the grader writes their text); a
+    student's exception carries its type's name and the student's own message."""
     timeout = float(req.get("timeout", 10))
     signal.signal(signal.SIGALRM, _alarm)
     real_out, real_err = sys.stdout, sys.stderr
@@ -832,7 +861,7 @@ def call(ns, req):
     try:
         signal.setitimer(signal.ITIMER_REAL, max(0.05, timeout))
         if req["name"] not in ns:
-            return {"ok": False, "error": f"NameError: {req['name']} is not defined after running the notebook"}
+            return {"ok": False, "code": "undefined"}
         if req["op"] == "get":
             return {"ok": True, "value": encode(ns[req["name"]])}
         value = ns[req["name"]](*decode(req.get("args", [])), **decode(req.get("kwargs", {})))
@@ -841,24 +870,29 @@ def call(ns, req):
         signal.setitimer(signal.ITIMER_REAL, 5)  # encoding runs the value's own methods: bound them too
         return {"ok": True, "value": encode(value)}
     except _Timeout:
-        return {"ok": False, "error": f"TimeoutError: the call ran longer than {timeout:g} s"}
+        return {"ok": False, "code": "timeout"}
     except MemoryError:
-        return {"ok": False, "error": "MemoryError: the call ran out of memory"}
+        return {"ok": False, "code": "memory"}
     except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt included
         restore_builtins()
-        return {"ok": False, "error": f"{type(exc).__name__}: {str(exc)[:500]}{_where(exc)}"}
+        try:
+            kind = type(exc).__name__
+            text = f"{kind}: {str(exc)[:500]}{_where(exc)}"
+        except BaseException:  # noqa: BLE001 - a __str__ that raises
+            kind, text = "Exception", "an exception whose message could not be read"
+        return {"ok": False, "code": "exception", "type": str(kind)[:100], "error": text}
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         sys.stdout, sys.stderr = real_out, real_err
         restore_builtins()
 
 
-def serve(spec, req_fd, rep_fd):
+def serve(spec, req_fd, rep_fd, shell):
     req = recv(req_fd)
     if not req or req.get("op") != "run":
         os._exit(3)
-    ns, results, names = run_cells(req["cells"], spec["cell_timeout"], spec["max_output"], req.get("skip") or {},
-                                   lambda i: send(rep_fd, {"op": "cell", "i": i}))
+    ns, results, names = run_cells(shell, req["cells"], spec["cell_timeout"], spec["max_output"],
+                                   req.get("skip") or {}, lambda i: send(rep_fd, {"op": "cell", "i": i}))
     send(rep_fd, {"op": "ran", "cells": results, "names": names})
     while True:
         req = recv(req_fd)
@@ -870,9 +904,8 @@ def serve(spec, req_fd, rep_fd):
             data = json.dumps(reply)
         except (TypeError, ValueError):
             data = None
-        if data is None or len(data) > MAX_FRAME:
-            reply = {"op": "result", "id": req.get("id"), "ok": False,
-                     "error": "the result could not be sent (too large or not plain data)"}
+        if data is None or len(data) > MAX_RESULT:
+            reply = {"op": "result", "id": req.get("id"), "ok": False, "code": "unsendable"}
         send(rep_fd, reply)
 
 

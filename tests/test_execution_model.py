@@ -371,3 +371,36 @@ def calculate_snr(original, quantized):
     text = format_report(grade_cells(cells, settings=settings()))
     assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text
     assert "[2J" not in text
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="cgroups need root (CI runs as root)")
+def test_cpu_time_of_the_whole_tree_is_capped():
+    """Children spinning on every core, each in its own session: together they get the sandbox's
+    CPU share (1 CPU), so a notebook graded beside it keeps the rest of the machine."""
+    cells = ['''
+import os, time
+kids = []
+start = time.time()
+for i in range(max(2, os.cpu_count() or 2) * 2):
+    pid = os.fork()
+    if pid == 0:
+        os.setsid()
+        end = time.time() + 2.0
+        while time.time() < end:
+            pass
+        os._exit(0)
+    kids.append(pid)
+cpu = 0.0
+for pid in kids:
+    _, _, usage = os.wait4(pid, 0)
+    cpu += usage.ru_utime + usage.ru_stime
+WALL = time.time() - start
+CPU = cpu
+''']
+    with Sandbox(cells, limits=settings().limits, course_root=ROOT) as sb:
+        if "CPU for the whole tree" not in sb.run.detail:
+            pytest.skip(f"no CPU controller here ({sb.run.detail})")
+        cpu, wall = sb.get("CPU"), sb.get("WALL")
+    assert cpu <= 1.3 * wall, f"children used {cpu:.1f} s of CPU in {wall:.1f} s"
+    if (os.cpu_count() or 1) >= 2:
+        assert cpu >= 0.5 * wall  # they did run

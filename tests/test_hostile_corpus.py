@@ -413,3 +413,92 @@ with Sandbox([{probe!r}], level="namespaces") as sb:
         assert "masked" in out["detail"] and "site-packages/grader" in out["detail"], out["detail"]
     finally:
         shutil.rmtree(copy, ignore_errors=True)
+
+
+def test_one_unreadable_file_does_not_fail_the_class(tmp_path):
+    """A 130 KB notebook of nested brackets beside honest ones: the honest ones are graded."""
+    from grader import demo
+
+    env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
+           "LAB_GRADER_JOBS": "2"}
+    root = tmp_path / "course"
+    demo.copy_course(root)
+    subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", "lab321", "--force"], cwd=root,
+                   env=env, check=True, capture_output=True)
+    release = root / "assignments" / "lab321" / "lab321.ipynb"
+    for sid in ("alice", "carol"):
+        demo.write_submission(release, root / "submitted" / sid / "lab321" / "lab321.ipynb", demo.solution_sources())
+    bad = root / "submitted" / "bob" / "lab321" / "lab321.ipynb"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("[" * 130_000)
+    r = subprocess.run([sys.executable, "-m", "nbgrader", "autograde", "lab321"], cwd=root, env=env,
+                       capture_output=True, text=True, timeout=600)
+    book = demo.gradebook_scores(root)
+    assert book.get("alice") == FULL and book.get("carol") == FULL, (book, r.stderr[-2000:])
+    assert "bob" not in book or sum(book["bob"].values()) == 0
+    assert "RecursionError" not in r.stderr.split("bob")[0] if "bob" in r.stderr else True
+
+
+FORGE = '''
+import os, fcntl, struct, json, time
+def _forge(obj):
+    b = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
+    for fd in range(3, 256):
+        try:
+            fl = fcntl.fcntl(fd, fcntl.F_GETFL)
+        except OSError:
+            continue
+        if fl & os.O_ACCMODE == os.O_WRONLY:
+            try:
+                os.write(fd, struct.pack("<I", len(b)) + b)
+            except OSError:
+                pass
+'''
+
+FORGED_FRAMES = {
+    # a student cannot make its own notebook look like a broken grading machine
+    "fake_environment_fault": FORGE + '_forge({"op": "setup-failed", "why": "No module named torch"})\ntime.sleep(2)\n',
+    # frames the grader cannot parse cost only the cell that wrote them
+    "deep_json_frame": FORGE + '_forge(b"[" * 200000)\ntime.sleep(2)\n',
+    "bad_ran_frame": FORGE + '_forge({"op": "ran", "cells": [], "names": 5})\ntime.sleep(2)\n',
+}
+
+
+@pytest.mark.parametrize("case", sorted(FORGED_FRAMES))
+def test_forged_frames_in_cells_cost_only_that_cell(case):
+    report = grade_cells(build(append=FORGED_FRAMES[case]), label=case, settings=settings())
+    assert scores(report) == FULL, report.notes  # and no exception escaped into the grader
+    if case == "fake_environment_fault":
+        assert any("skipped" in n and "garbage" in n for n in report.notes), report.notes
+
+
+def test_forged_huge_reply_is_refused_cheaply():
+    """A reply of millions of empty containers would cost the grader GBs to parse: refused unread."""
+    import resource
+
+    cells = build(after={"snr_solution": FORGE + '''
+_real = calculate_snr
+def calculate_snr(original, quantized):
+    _forge(b'{"op": "result", "id": 1, "ok": true, "value": [' + b'{},' * 2_000_000 + b'{}]}')
+    return _real(original, quantized)
+'''})
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t = time.monotonic()
+    report = grade_cells(cells, settings=settings())
+    assert time.monotonic() - t < 60
+    grew_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grew_mib < 500, f"the grader grew by {grew_mib:.0f} MiB"
+    assert report.exercises["memory"].score == 6 and report.exercises["advisor"].score == 6
+
+
+def test_hidden_checks_never_echo_a_student_chosen_type_name():
+    cells = build(after={"advisor_solution": '''
+def recommend_precision(*a, **k):
+    raise type("NotImplementedError_" + repr((a, k)).replace(" ", "").replace(":", "="), (Exception,), {})()
+'''})
+    report = grade_cells(cells, settings=settings())
+    hidden = [c for c in report.exercises["advisor"].checks if c.hidden]
+    assert hidden
+    for c in hidden:
+        assert not c.passed and "NotImplementedError_" not in c.message and "memory_budget" not in c.message, c.message
+        assert "an exception of its own class" in c.message and "not implemented" not in c.message, c.message
