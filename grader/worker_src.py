@@ -394,6 +394,60 @@ class Cgroup:
                     time.sleep(0.01)
 
 
+# seccomp: system calls a notebook never needs and kernel exploits love. Denied with EPERM
+# (clone3 with ENOSYS, so that libc falls back to clone, whose namespace flags are checked).
+DENIED_SYSCALLS = {
+    "x86_64": {"unshare": 272, "setns": 308, "mount": 165, "umount2": 166, "pivot_root": 155, "chroot": 161,
+               "bpf": 321, "keyctl": 250, "add_key": 248, "request_key": 249, "io_uring_setup": 425,
+               "io_uring_enter": 426, "io_uring_register": 427, "userfaultfd": 323, "perf_event_open": 298,
+               "kexec_load": 246, "kexec_file_load": 320, "init_module": 175, "finit_module": 313,
+               "delete_module": 176, "open_by_handle_at": 304, "name_to_handle_at": 303, "ptrace": 101,
+               "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431, "fsmount": 432,
+               "fspick": 433, "mount_setattr": 442},
+    "aarch64": {"unshare": 97, "setns": 268, "mount": 40, "umount2": 39, "pivot_root": 41, "chroot": 51,
+                "bpf": 280, "keyctl": 219, "add_key": 217, "request_key": 218, "io_uring_setup": 425,
+                "io_uring_enter": 426, "io_uring_register": 427, "userfaultfd": 282, "perf_event_open": 241,
+                "kexec_load": 104, "kexec_file_load": 294, "init_module": 105, "finit_module": 273,
+                "delete_module": 106, "open_by_handle_at": 265, "name_to_handle_at": 264, "ptrace": 117,
+                "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431, "fsmount": 432,
+                "fspick": 433, "mount_setattr": 442},
+}
+CLONE = {"x86_64": (56, 435), "aarch64": (220, 435)}  # clone, clone3
+AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
+NS_FLAGS = 0x7E020080  # CLONE_NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET|NEWTIME
+
+
+def install_seccomp(libc):
+    """A seccomp-bpf filter (no_new_privs is set): namespaces, mounts, bpf, io_uring, keyrings,
+    ptrace, perf and module loading are refused to student code and everything it starts."""
+    machine = os.uname().machine
+    if machine not in DENIED_SYSCALLS:
+        return f"no seccomp filter on {machine}"
+    ld, jeq, jset, ret = 0x20, 0x15, 0x45, 0x06
+    allow, kill = 0x7FFF0000, 0x80000000
+    eperm, enosys = 0x00050000 | 1, 0x00050000 | 38
+    clone, clone3 = CLONE[machine]
+    denied = sorted(DENIED_SYSCALLS[machine].values())
+    prog = [(ld, 0, 0, 4), (jeq, 1, 0, AUDIT_ARCH[machine]), (ret, 0, 0, kill), (ld, 0, 0, 0)]
+    for nr in denied:
+        prog += [(jeq, 0, 1, nr), (ret, 0, 0, eperm)]
+    prog += [(jeq, 0, 1, clone3), (ret, 0, 0, enosys),
+             (jeq, 0, 3, clone), (ld, 0, 0, 16), (jset, 0, 1, NS_FLAGS), (ret, 0, 0, eperm),
+             (ret, 0, 0, allow)]
+
+    class Filter(ctypes.Structure):
+        _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8),
+                    ("k", ctypes.c_uint32)]
+
+    class Prog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(Filter))]
+
+    arr = (Filter * len(prog))(*[Filter(*p) for p in prog])
+    fprog = Prog(len(prog), ctypes.cast(arr, ctypes.POINTER(Filter)))
+    _check(libc.prctl(22, 2, ctypes.byref(fprog), 0, 0), "seccomp")  # PR_SET_SECCOMP, FILTER
+    return f"seccomp: {len(denied) + 2} system calls refused"
+
+
 def drop_bounding_set(libc):
     """Before the uid changes (it needs CAP_SETPCAP): no capability can ever come back."""
     for cap in range(64):
@@ -649,6 +703,7 @@ def notebook_main(spec, req_fd, rep_fd, uid, cgroup_limits, detail):
                           "install Python where every user can read it, or grade where namespaces are allowed")
     libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
     drop_capabilities(libc)
+    detail.append(install_seccomp(libc))
     os.chdir(workdir)
     set_limits(spec, cgroup_limits)
     os.environ.clear()

@@ -57,19 +57,23 @@ Every number this notebook states is printed by a code cell, so you can check it
 md(r"""
 ## Part 0: Environment check
 
-GPUs run some formats on their tensor cores ("natively"); everything else is emulated in
-software, which is what this notebook does so it runs anywhere, CPU included.
+GPUs multiply some formats in hardware on their tensor cores; PyTorch runs a format
+*natively* when it has a matmul kernel for it on that GPU (`torch.mm`, `torch._int_mm`,
+`torch._scaled_mm`). Everything else is emulated in software, which is what this notebook
+does so it runs anywhere, CPU included. What the silicon has and what PyTorch runs are not
+the same thing:
 
-| GPU | compute capability | FP8 | FP4 (NVFP4) |
-|---|---|---|---|
-| A100, RTX 30 | 8.0, 8.6 | no | no |
-| L4, L40, RTX 40 (Ada) | 8.9 | **yes** | no |
-| H100, H200 (Hopper) | 9.0 | yes | no |
-| B200 / B300 (Blackwell) | 10.0 / 10.3 | yes (+ MXFP8) | yes (NVFP4, MXFP4) |
-| RTX 50 (Blackwell) | 12.0 | yes | yes (NVFP4) |
-| DGX Spark GB10 | 12.1 | yes | yes (NVFP4) |
+| GPU | compute capability | FP8 tensor cores | FP4 tensor cores | native in PyTorch (besides FP32/FP16/BF16/INT8) |
+|---|---|---|---|---|
+| A100, RTX 30 (Ampere) | 8.0, 8.6 | no | no | none |
+| L4, L40, RTX 40 (Ada) | 8.9 | **yes** | no | FP8 |
+| H100, H200 (Hopper) | 9.0 | yes | no | FP8 |
+| B200 / B300 (Blackwell) | 10.0 / 10.3 | yes | yes: NVFP4, MXFP4 (+ MXFP8, MXFP6) | FP8, MXFP8, NVFP4, MXFP4 |
+| RTX 50 (Blackwell) | 12.0 | yes | yes: NVFP4, MXFP4 (+ MXFP8, MXFP6) | FP8, NVFP4 (PyTorch's MX path targets 10.x) |
+| DGX Spark GB10 | 12.1 | yes | yes: NVFP4, MXFP4 (+ MXFP8, MXFP6) | FP8, NVFP4 |
 
-Note Ada (8.9): FP8 tensor cores arrived with Ada, not with Hopper.
+Note Ada (8.9): FP8 is not Hopper-only. Hopper (9.0) introduced FP8 tensor cores, and Ada's
+have them too. (Tensor cores run FP32 matmuls as TF32; FP6 exists on Blackwell as MXFP6.)
 """)
 
 code(r"""
@@ -81,7 +85,8 @@ import torch
 
 
 def native_formats(capability):
-    # Formats with tensor-core support for a GPU of compute capability (major, minor); None = no GPU.
+    # Formats current PyTorch runs natively (has a matmul kernel for) on a GPU of compute capability
+    # (major, minor); None = no GPU. The silicon may have more (reference.hardware_formats).
     if capability is None:
         return ()
     major, minor = capability
@@ -628,7 +633,8 @@ md(r"""
 - FP32 -> FP16/BF16 -> FP8/INT8 -> FP4/INT4 halves the weight memory at each step (plus scale overhead).
 - Float formats trade mantissa for range; INT formats have uniform steps. Which preserves a tensor
   better depends on its distribution: measure SNR.
-- FP8 tensor cores: Ada, Hopper, Blackwell. FP4 tensor cores: Blackwell (B200, RTX 50, DGX Spark).
+- FP8 tensor cores: Hopper introduced them; Ada and Blackwell have them too. FP4 tensor cores: Blackwell
+  (B200, B300, RTX 50, DGX Spark).
 - On a 128 GB DGX Spark, a 70B model's FP16 weights (140 GB) do not fit; FP8 weights (70 GB) do, with room for the KV cache.
 
 ## Further reading

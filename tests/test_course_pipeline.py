@@ -110,7 +110,8 @@ def test_teaching_lab_answers_match_reference(teaching):
 def test_notebook_states_no_known_errors():
     text = SOURCE.read_text()
     for wrong in ("<0.1% accuracy loss on", "<0.1% quality loss", "~240 representable", "Blackwell exclusive",
-                  "FP8 native: No (emulation only)", "FP formats often win"):
+                  "FP8 native: No (emulation only)", "FP formats often win",
+                  "FP8 tensor cores arrived with Ada, not with Hopper"):
         assert wrong not in text, wrong
     assert "448" in text and "Ada" in text
 

@@ -404,3 +404,29 @@ CPU = cpu
     assert cpu <= 1.3 * wall, f"children used {cpu:.1f} s of CPU in {wall:.1f} s"
     if (os.cpu_count() or 1) >= 2:
         assert cpu >= 0.5 * wall  # they did run
+
+
+def test_student_code_cannot_make_namespaces_or_mounts():
+    """seccomp: user namespaces (the usual door to kernel bugs), mounts and bpf are refused,
+    while processes, threads and subprocesses work as usual."""
+    probe = '''
+import ctypes, os, subprocess, threading
+libc = ctypes.CDLL(None, use_errno=True)
+R = {}
+R["unshare_user"] = [libc.unshare(0x10000000), ctypes.get_errno()]
+R["mount"] = [libc.mount(b"tmpfs", b"/tmp", b"tmpfs", 0, None), ctypes.get_errno()]
+R["unshare_cmd"] = subprocess.run(["unshare", "-Ur", "true"], capture_output=True).returncode
+R["echo"] = subprocess.run(["sh", "-c", "echo hi"], capture_output=True, text=True).stdout
+pid = os.fork()
+if pid == 0:
+    os._exit(7)
+R["fork"] = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+t = threading.Thread(target=lambda: None); t.start(); t.join()
+'''
+    with Sandbox([probe], limits=settings().limits, course_root=ROOT) as sb:
+        if "seccomp" not in sb.run.detail or "no seccomp" in sb.run.detail:
+            pytest.skip(f"no seccomp filter on this architecture ({sb.run.detail})")
+        r = sb.get("R")
+    assert r["unshare_user"] == [-1, 1] and r["mount"] == [-1, 1], r
+    assert r["unshare_cmd"] != 0
+    assert r["echo"] == "hi\n" and r["fork"] == 7
