@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import atexit
 import base64
-import errno
 import fcntl
 import json
 import os

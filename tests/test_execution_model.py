@@ -5,9 +5,7 @@ environment faults stop grading instead of scoring zeros; the canary."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import shutil
 import subprocess
 import sys
 import time
