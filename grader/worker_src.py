@@ -429,6 +429,8 @@ def install_seccomp(libc):
     clone, clone3 = CLONE[machine]
     denied = sorted(DENIED_SYSCALLS[machine].values())
     prog = [(ld, 0, 0, 4), (jeq, 1, 0, AUDIT_ARCH[machine]), (ret, 0, 0, kill), (ld, 0, 0, 0)]
+    if machine == "x86_64":  # the x32 ABI: same arch, numbers | 0x40000000; nothing here needs it
+        prog += [(0x35, 0, 1, 0x40000000), (ret, 0, 0, enosys)]  # jge
     for nr in denied:
         prog += [(jeq, 0, 1, nr), (ret, 0, 0, eperm)]
     prog += [(jeq, 0, 1, clone3), (ret, 0, 0, enosys),

@@ -413,6 +413,8 @@ libc = ctypes.CDLL(None, use_errno=True)
 R = {}
 R["unshare_user"] = [libc.unshare(0x10000000), ctypes.get_errno()]
 R["mount"] = [libc.mount(b"tmpfs", b"/tmp", b"tmpfs", 0, None), ctypes.get_errno()]
+if os.uname().machine == "x86_64":  # the x32 ABI's unshare: same arch, number | 0x40000000
+    R["x32_unshare"] = libc.syscall(272 | 0x40000000, 0x10000000)
 R["unshare_cmd"] = subprocess.run(["unshare", "-Ur", "true"], capture_output=True).returncode
 R["echo"] = subprocess.run(["sh", "-c", "echo hi"], capture_output=True, text=True).stdout
 pid = os.fork()
@@ -426,5 +428,5 @@ t = threading.Thread(target=lambda: None); t.start(); t.join()
             pytest.skip(f"no seccomp filter on this architecture ({sb.run.detail})")
         r = sb.get("R")
     assert r["unshare_user"] == [-1, 1] and r["mount"] == [-1, 1], r
-    assert r["unshare_cmd"] != 0
+    assert r["unshare_cmd"] != 0 and r.get("x32_unshare", -1) == -1
     assert r["echo"] == "hi\n" and r["fork"] == 7
