@@ -45,6 +45,13 @@ BYTES_PER_PARAM = {
 }
 # Precisions the Exercise 1 table reports, in this order.
 ANALYSIS_PRECISIONS = ("fp32", "fp16", "bf16", "fp8", "int8", "int4", "fp4")
+# Exercise answers that count the scales too (the lab's "scale overhead" of Part 5) are accepted as
+# well: fp4 as NVFP4 (4.5 bits) or MXFP4 (4.25), int4 with an FP16 scale (and zero point) per 128.
+ACCEPTED_BYTES = {
+    **{k: (v,) for k, v in BYTES_PER_PARAM.items()},
+    "fp4": (0.5, 4.5 / 8, 4.25 / 8),
+    "int4": (0.5, 4.125 / 8, 4.25 / 8),
+}
 LADDERS = {"inference": ("bf16", "fp8", "fp4"), "training": ("fp32", "bf16", "fp8")}
 PRIORITY_START = {"quality": 0, "balanced": 1, "memory": 2}
 
@@ -137,13 +144,21 @@ def calculate_model_memory(params_billions: float, precision: str, include_scale
     return _check_size(params_billions) * bytes_per_param(precision, include_scale_overhead)
 
 
-def task_memory(params_billions: float, precision: str, task: str = "inference") -> float:
-    """Return the memory a task needs in GB: weights x 1.2 (inference) or x 4 (training)."""
+def task_memory(params_billions: float, precision: str, task: str = "inference",
+                bytes_per_param_table: dict | None = None) -> float:
+    """Return the memory a task needs in GB: weights x 1.2 (inference) or x 4 (training).
+
+    ``bytes_per_param_table`` overrides the bytes per parameter (the grader uses it to
+    accept answers that count scale overhead).
+    """
     factor = INFERENCE_OVERHEAD if _check_task(task) == "inference" else TRAINING_MULTIPLIER
+    if bytes_per_param_table and precision.lower() in bytes_per_param_table:
+        return _check_size(params_billions) * bytes_per_param_table[precision.lower()] * factor
     return calculate_model_memory(params_billions, precision) * factor
 
 
-def analyze_model_memory(params_billions: float, memory_budget_gb: float = 128, task: str = "inference") -> dict:
+def analyze_model_memory(params_billions: float, memory_budget_gb: float = 128, task: str = "inference",
+                         bytes_per_param_table: dict | None = None) -> dict:
     """Exercise 1: memory and fit of every precision, plus a recommendation.
 
     Returns ``{"precisions": {name: {"memory_gb": float, "fits": bool}}, "recommendation": str | None}``.
@@ -155,7 +170,7 @@ def analyze_model_memory(params_billions: float, memory_budget_gb: float = 128, 
     _check_task(task)
     table = {}
     for p in ANALYSIS_PRECISIONS:
-        mem = task_memory(size, p, task)
+        mem = task_memory(size, p, task, bytes_per_param_table)
         table[p] = {"memory_gb": mem, "fits": mem <= budget}
     rec = next((p for p in LADDERS[task] if table[p]["fits"]), None)
     return {"precisions": table, "recommendation": rec}
@@ -166,6 +181,7 @@ def recommend_precision(
     memory_budget_gb: float = 128,
     task: str = "inference",
     quality_priority: str = "balanced",
+    bytes_per_param_table: dict | None = None,
 ) -> dict:
     """Recommend a precision; return ``{"precision", "memory_gb", "fits", "reasoning"}``."""
     size = _check_size(model_params_billions)
@@ -175,13 +191,13 @@ def recommend_precision(
         raise ValueError(f"quality_priority must be one of {', '.join(map(repr, PRIORITY_START))}, got {quality_priority!r}")
     start = PRIORITY_START[quality_priority]
     for p in ladder[start:]:
-        mem = task_memory(size, p, task)
+        mem = task_memory(size, p, task, bytes_per_param_table)
         if mem <= budget:
             why = (f"{p.upper()} needs {mem:.1f} GB for {task} of a {size:g}B model, within the "
                    f"{budget:g} GB budget; it is the highest-quality option for priority '{quality_priority}'.")
             return {"precision": p, "memory_gb": mem, "fits": True, "reasoning": why}
     p = ladder[-1]
-    mem = task_memory(size, p, task)
+    mem = task_memory(size, p, task, bytes_per_param_table)
     why = (f"Even {p.upper()} needs {mem:.1f} GB for {task} of a {size:g}B model, more than the "
            f"{budget:g} GB budget: use more memory, a smaller model, or offloading.")
     return {"precision": p, "memory_gb": mem, "fits": False, "reasoning": why}

@@ -40,3 +40,90 @@ def write_notebook(cells: list[str], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, path)
     return path
+
+
+class LocalStudent:
+    """A submission run in this process, for fast tests of the checks (NOT a sandbox).
+
+    The instructor notebook's cells run once per process; each submission re-runs only its
+    own solution (and optionally check) cells in a copy of that namespace. Arguments and
+    results cross the same plain-data encoding the sandbox uses, so checks see what they
+    would see from the sandbox (0-d tensors as floats, arrays as numpy, tensors to the student).
+    """
+
+    _base: dict | None = None
+    _order: list | None = None
+
+    @classmethod
+    def _baseline(cls):
+        if cls._base is None:
+            import matplotlib
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+            ns: dict = {}
+            import contextlib
+            import io
+            show, plt.show = plt.show, (lambda *a, **k: None)
+            try:
+                with contextlib.redirect_stdout(io.StringIO()):
+                    for gid, src in solution_cells():
+                        exec(compile(src, f"<cell {gid}>", "exec"), ns)
+            finally:
+                plt.show = show
+                plt.close("all")
+            cls._base, cls._order = ns, [gid for gid, _ in solution_cells() if gid]
+        return cls._base
+
+    def __init__(self, replace: dict[str, str] | None = None, run_check_cells: bool = False):
+        import contextlib
+        import io
+        base = self._baseline()
+        self.ns = dict(base)
+        cells = dict(solution_cells())
+        with contextlib.redirect_stdout(io.StringIO()):
+            for gid in self._order:
+                src = (replace or {}).get(gid, cells[gid])
+                is_check = not gid.endswith(("_solution", "_answer")) and gid in _grade_ids()
+                if is_check and not run_check_cells:
+                    continue
+                if gid.endswith(("_solution", "_answer")) or is_check:
+                    exec(compile(src, f"<cell {gid}>", "exec"), self.ns)
+
+    def call(self, name, *args, **kwargs):
+        from grader import worker_src
+        from grader.sandbox import StudentError, decode, encode_arg
+        fn = self.ns.get(name)
+        if fn is None:
+            raise StudentError(f"NameError: {name} is not defined after running the notebook", kind="NameError")
+        a, k = worker_src.decode(encode_arg(list(args))), worker_src.decode(encode_arg(kwargs))
+        try:
+            value = fn(*a, **k)
+        except Exception as exc:  # noqa: BLE001 - the student's exception, as the sandbox reports it
+            raise StudentError(str(exc), from_student=True, kind=type(exc).__name__) from None
+        return decode(worker_src.encode(value))
+
+    def get(self, name):
+        from grader import worker_src
+        from grader.sandbox import decode
+        return decode(worker_src.encode(self.ns[name]))
+
+
+def _grade_ids() -> set[str]:
+    nb = nbformat.read(SOURCE, as_version=4)
+    return {c.metadata["nbgrader"]["grade_id"] for c in nb.cells
+            if c.metadata.get("nbgrader", {}).get("grade")}
+
+
+def local_scores(student, seed: str) -> tuple[dict[str, float], dict[str, str]]:
+    """(points per exercise, failure message per failed check) of ``student`` under ``seed``."""
+    from grader.checks import by_exercise
+    from grader.grade import _run_check
+    scores, failed = {}, {}
+    for ex, checks in by_exercise().items():
+        scores[ex] = 0.0
+        for c in checks:
+            r = _run_check(student, c, seed)
+            scores[ex] += r.points
+            if not r.passed:
+                failed[c.name] = r.message
+    return scores, failed

@@ -37,6 +37,8 @@ EXERCISES: dict[str, str] = {}  # id -> title
 
 def check(exercise: str, name: str, points: float, what: str, hidden: bool = True):
     def deco(fn):
+        if any(c.name == name for c in CHECKS):
+            raise ValueError(f"check {name!r} is registered twice")
         CHECKS.append(Check(exercise, name, points, hidden, what, fn))
         return fn
     return deco
@@ -53,12 +55,59 @@ def rng_for(seed: str, check: Check) -> np.random.Generator:
 # ---------------------------------------------------------------------------------------
 
 def as_number(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        if isinstance(value, np.ndarray) and value.size == 1:
-            return float(value.reshape(()))
-        kind = "nothing (None)" if value is None else f"a {type(value).__name__}"
-        raise Fail(f"{what}: expected a number, got {kind}. Return a float (e.g. float(x) or tensor.item()).")
-    return float(value)
+    """A number: Python int/float, numpy scalar, 0-d (or one-element) array or tensor alike."""
+    if isinstance(value, (bool, np.bool_)):
+        raise Fail(f"{what}: expected a number, got a bool.")
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return float(value)
+    if isinstance(value, np.ndarray) and value.size == 1 and value.dtype.kind in "iuf":
+        return float(value.reshape(()))
+    if hasattr(value, "detach") and hasattr(value, "numel") and value.numel() == 1:  # a torch tensor (in-process)
+        return float(value.detach().reshape(()).item())
+    kind = "nothing (None)" if value is None else f"a {type(value).__name__}"
+    raise Fail(f"{what}: expected a number, got {kind}. Return a float (e.g. float(x) or tensor.item()).")
+
+
+def as_name(value: Any, what: str) -> Any:
+    """A precision name, normalised: "FP8", " Fp8 " and "fp8" are the same answer. None stays None."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise Fail(f"{what}: expected a precision name such as 'fp8' (a string), got a {type(value).__name__}.")
+    return value.strip().lower()
+
+
+def as_bool(value: Any, what: str) -> bool:
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if hasattr(value, "dtype") and getattr(value, "shape", None) == () and str(value.dtype) in ("bool", "torch.bool"):
+        return bool(value)
+    raise Fail(f"{what}: expected True or False, got {value!r:.40}.")
+
+
+def lower_keys(d: dict) -> dict:
+    """A dict whose string keys are compared case-insensitively ("FP32" and "fp32")."""
+    return {(k.strip().lower() if isinstance(k, str) else k): v for k, v in d.items()}
+
+
+# GB values: the notebook states "within 0.1% or 0.05 GB, whichever is larger", so an answer rounded to
+# 1 decimal (as the notebook's own prints are) or to 2 decimals gets full marks.
+GB_REL = 1e-3
+GB_ABS = 0.05
+
+
+def gb_close(got: float, want: float) -> bool:
+    return close(got, want, GB_REL, GB_ABS)
+
+
+def gb_hint(got: float, want: float) -> str:
+    """The likely cause of a wrong GB value (units, headroom, rounding), never the value itself."""
+    hint = ratio_hint(got, want)
+    if hint:
+        return hint
+    if math.isfinite(got) and got == round(got) and abs(got - want) < 0.5:
+        return " Your value looks rounded to a whole GB: keep at least one decimal."
+    return ""
 
 
 def as_dict(value: Any, what: str, keys: tuple[str, ...] = ()) -> dict:
@@ -86,6 +135,8 @@ def ratio_hint(got: float, want: float) -> str:
                     (0.5, "half the expected size: did you take the ratio of amplitudes (RMS) instead of powers?"),
                     (1.2, "20% too large"), (1 / 1.2, "too small by a factor 1.2: is the inference headroom missing?"),
                     (1e9 / 2**30, "about 7% too small: that is GiB (2**30 bytes); the lab uses GB = 1e9 bytes"),
+                    (1e3, "1000x too large: that is MB; the lab uses GB"),
+                    (1e9, "1e9x too large: that is bytes; the lab uses GB = 1e9 bytes"),
                     (4.0, "4x too large"), (0.25, "4x too small")):
         if abs(r - k) < 1e-3 * k:
             return f" Your value is {hint}."
