@@ -1,12 +1,15 @@
 """Course settings, read from the course's ``course_config.py`` (an nbgrader config file).
 
-``course_config.py`` sets nbgrader's options and ours under ``c.LabGrader``:
+``course_config.py`` sets nbgrader's options and ours under ``c.LabGrader`` (the traits of
+:class:`LabGrader` below; ``python -m grader config`` or ``./lab nbgrader --help-all`` lists them):
 
     c.LabGrader.hidden_seed = "..."        # change per term: it determines the hidden inputs
     c.LabGrader.min_isolation = "namespaces"  # refuse to grade below this level (a laptop TA may lower it)
     c.LabGrader.isolation = "namespaces"   # what to try first
     c.LabGrader.call_timeout = 10          # seconds per graded call; also cell_timeout, memory_mb
     c.LabGrader.worker_imports = [...]     # modules every notebook needs (imported once per grading run)
+
+Inside nbgrader, ``--LabGrader.x=value`` on the command line overrides the file.
 """
 
 from __future__ import annotations
@@ -14,7 +17,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
+
+from traitlets import Enum, Float, Int, List, Unicode
+from traitlets.config import Configurable
 
 from .sandbox import LEVELS, WORKER_IMPORTS, Limits, best_level
 
@@ -32,6 +38,36 @@ class Settings:
     assignment: str = "lab321"
     device: str = "cpu"  # where the student's functions get their tensors (device-check uses "cuda")
     worker_imports: tuple = WORKER_IMPORTS  # imported once per run by the warm parent; a missing one stops grading
+    jobs: int = 0  # notebooks graded side by side (0: LAB_GRADER_JOBS or min(4, cores))
+
+
+class LabGrader(Configurable):
+    """The trusted grader's settings (c.LabGrader.* in course_config.py, --LabGrader.*= on nbgrader's command line)."""
+
+    hidden_seed = Unicode("lab321", help="Seed of the hidden inputs. Change it every term: it determines the "
+                          "hidden checks' inputs, so regrading gives the same scores.").tag(config=True)
+    assignment = Unicode("lab321", help="The assignment (and notebook) name graded by the trusted grader.").tag(config=True)
+    isolation = Enum(list(LEVELS), default_value=None, allow_none=True,
+                     help="Isolation level tried first: namespaces (root or user namespaces), process, none. "
+                     "Default: the strongest this machine can probably give.").tag(config=True)
+    min_isolation = Enum(list(LEVELS), default_value="namespaces",
+                         help="Refuse to grade below this isolation level (exit 3). A TA laptop without namespaces "
+                         "may lower it to 'process' (or set LAB_MIN_ISOLATION=process).").tag(config=True)
+    call_timeout = Float(10.0, help="Seconds per call of a student's function.").tag(config=True)
+    cell_timeout = Float(60.0, help="Seconds per notebook cell.").tag(config=True)
+    notebook_timeout = Float(180.0, help="Seconds for all cells together, per run of them.").tag(config=True)
+    notebook_budget = Float(90.0, help="Seconds per notebook for everything (cells, re-runs, calls); an honest "
+                            "notebook needs 1-3 s. When used up, the remaining checks fail as 'not run'.").tag(config=True)
+    memory_mb = Int(4096, help="Memory limit of a notebook's whole process tree, in MiB (swap included).").tag(config=True)
+    worker_imports = List(Unicode(), default_value=list(WORKER_IMPORTS),
+                          help="Modules every notebook needs, imported once per grading run by the zygote; a "
+                          "missing one stops grading (environment fault, exit 3).").tag(config=True)
+    jobs = Int(0, help="Notebooks graded side by side (0: LAB_GRADER_JOBS, else min(4, CPU cores)).").tag(config=True)
+
+
+# The trait names that were read from course_config.py before LabGrader existed; keep them in step.
+_TRAITS = ("hidden_seed", "assignment", "isolation", "min_isolation", "call_timeout", "cell_timeout",
+           "notebook_timeout", "notebook_budget", "memory_mb", "worker_imports", "jobs")
 
 
 def find_course_root(start: Optional[Path] = None) -> Path:
@@ -43,35 +79,56 @@ def find_course_root(start: Optional[Path] = None) -> Path:
     return REPO_ROOT
 
 
-def load(root: Optional[Path] = None) -> Settings:
+def _command_line_config() -> dict:
+    """``--LabGrader.x=`` given to the traitlets application we run in (nbgrader), if any."""
+    try:
+        from traitlets.config import Application
+
+        if not Application.initialized():
+            return {}
+        cli = getattr(Application.instance(), "cli_config", None) or {}
+        return dict(cli.get("LabGrader", {}))
+    except Exception:  # noqa: BLE001 - no application, or an odd one: the file decides
+        return {}
+
+
+def lab_grader(root: Path, overrides: Optional[dict] = None) -> LabGrader:
+    """The course's LabGrader configurable: course_config.py, then command-line overrides."""
+    from traitlets.config import Config
     from traitlets.config.loader import PyFileConfigLoader
 
+    cfg = Config()
+    path = root / CONFIG_NAME
+    if path.is_file():
+        cfg = PyFileConfigLoader(CONFIG_NAME, path=str(root)).load_config()
+    extra = {**_command_line_config(), **(overrides or {})}
+    if extra:
+        cfg.merge(Config({"LabGrader": extra}))
+    try:
+        return LabGrader(config=cfg)
+    except Exception as exc:  # a bad value: one line naming the file
+        raise ValueError(f"{path}: {exc}") from None
+
+
+def load(root: Optional[Path] = None, overrides: Optional[dict[str, Any]] = None) -> Settings:
     root = Path(root) if root else find_course_root()
     s = Settings(course_root=root)
-    path = root / CONFIG_NAME
-    if not path.is_file():
+    if not (root / CONFIG_NAME).is_file() and not overrides and not _command_line_config():
         return s
-    cfg = PyFileConfigLoader(CONFIG_NAME, path=str(root)).load_config()
-    lg = cfg.get("LabGrader", {})
-    s.hidden_seed = str(lg.get("hidden_seed", s.hidden_seed))
-    s.assignment = str(lg.get("assignment", s.assignment))
-    for key in ("min_isolation", "isolation"):
-        if key in lg:
-            if lg[key] not in LEVELS:
-                raise ValueError(f"{path}: LabGrader.{key} = {lg[key]!r}; choose one of {', '.join(LEVELS)}")
-            setattr(s, key, lg[key])
-    if "worker_imports" in lg:
-        s.worker_imports = tuple(str(m) for m in lg["worker_imports"])
+    lg = lab_grader(root, overrides)
+    s.hidden_seed = lg.hidden_seed
+    s.assignment = lg.assignment
+    s.min_isolation = lg.min_isolation
+    if lg.isolation is not None:
+        s.isolation = lg.isolation
+    s.worker_imports = tuple(lg.worker_imports)
+    s.jobs = lg.jobs
     env_min = os.environ.get("LAB_MIN_ISOLATION")
     if env_min:
         if env_min not in LEVELS:
             raise ValueError(f"LAB_MIN_ISOLATION={env_min!r}; choose one of {', '.join(LEVELS)}")
         s.min_isolation = env_min
-    lim = {}
-    for key in ("call_timeout", "cell_timeout", "notebook_timeout", "notebook_budget"):
-        if key in lg:
-            lim[key] = float(lg[key])
-    if "memory_mb" in lg:
-        lim["memory_bytes"] = int(lg["memory_mb"]) << 20
-    s.limits = Limits(**lim)
+    s.limits = Limits(call_timeout=lg.call_timeout, cell_timeout=lg.cell_timeout,
+                      notebook_timeout=lg.notebook_timeout, notebook_budget=lg.notebook_budget,
+                      memory_bytes=lg.memory_mb << 20)
     return s
