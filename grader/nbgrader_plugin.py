@@ -9,14 +9,16 @@ is partial credit; see nbgrader.utils.determine_grade).
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from nbgrader.preprocessors import NbGraderPreprocessor
 from nbformat.v4 import new_output
 
 from . import config
-from .batch import Prefetcher
+from .batch import Prefetcher, find_converter
 from .grade import IsolationError, grade_cells, report_lines_for_exercise
+from .text import clean
 
 
 class TrustedGrade(NbGraderPreprocessor):
@@ -26,14 +28,20 @@ class TrustedGrade(NbGraderPreprocessor):
         info = resources.get("nbgrader", {})
         label = info.get("student", "submission")
         report = None
+        pre = None
+        conv = find_converter(self)
         if info.get("assignment") and info.get("notebook"):
-            pre = Prefetcher.get(settings, info["assignment"], info["notebook"])
-            report = pre.report(label, cells) if pre else None
+            pre = Prefetcher.get(settings, info["assignment"], info["notebook"], label, conv)
+            report = pre.report(label, cells)
         how = "prefetched in parallel" if report is not None else "graded now"
         if report is None:
             report = grade_cells(cells, label=label, settings=settings)
         self.log.info("trusted grading of %s (%s): %g / %g points (isolation %s)", label, how, report.total,
                       report.max_total, report.isolation)
+        if info.get("assignment") and info.get("notebook"):
+            self._keep_checks(report, label, info["assignment"], info["notebook"], conv, settings)
+        if pre is not None:
+            pre.progress.step(full=report.total >= report.max_total, who=label)
         code_i = 0
         for cell in nb.cells:
             if cell.cell_type != "code":
@@ -58,6 +66,41 @@ class TrustedGrade(NbGraderPreprocessor):
                 cell.outputs = outs
         resources.setdefault("lab_grader", {})["report"] = report.to_json()
         return nb, resources
+
+    def _keep_checks(self, report, student, assignment, notebook, conv, settings) -> None:
+        """Per-check results next to the autograded notebook (nbgrader removes the folder on regrade)."""
+        from .results import SUFFIX, record_of, write_record
+
+        if conv is not None:
+            cd = conv.coursedir
+            dest = Path(cd.format_path(cd.autograded_directory, student, assignment))
+        else:
+            dest = settings.course_root / "autograded" / student / assignment
+        write_record(record_of(report, student, assignment, notebook), dest / f"{notebook}{SUFFIX}")
+
+
+def pre_convert_hook(assignment=None, student=None, notebooks=None, **kw):
+    """``c.Autograde.pre_convert_hook``: the canary (before anything is scored), then a warning when
+    the submission's notebook was renamed (nbgrader would silently score it 0)."""
+    from .canary import nbgrader_pre_convert_hook
+    from .results import locate
+
+    nbgrader_pre_convert_hook(assignment=assignment, student=student, notebooks=notebooks, **kw)
+    if not notebooks:
+        return
+    folder = Path(notebooks[0]).parent  # nbgrader passes the filter as `student`; the paths name the student
+    sid, assignment_id = folder.parent.name, folder.name
+    settings = config.load(Path.cwd())
+    path, kind, reason = locate(folder, settings.assignment)
+    if kind in ("renamed", "unreadable"):
+        import logging
+
+        from .batch import note_no_notebook
+
+        text = f"WARNING: {sid}: no gradable notebook ({kind}): {reason}"
+        logging.getLogger("lab_grader").warning(text)
+        print(f"lab-grader: {clean(text)}", file=sys.stderr, flush=True)
+        note_no_notebook(assignment_id, sid)
 
 
 class SanitizeStudentContent(NbGraderPreprocessor):
