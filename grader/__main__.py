@@ -1,4 +1,7 @@
-"""Command line: ``python -m grader {grade,demo,device-check,selfcheck}`` (see --help)."""
+"""Command line: ``python -m grader {grade,class,report,demo,device-check,config,nbgrader}`` (see --help).
+
+Installed as the console script ``lab-grader`` too.
+"""
 
 from __future__ import annotations
 
@@ -46,7 +49,81 @@ def cmd_device_check(a: argparse.Namespace) -> int:
     return device_check(simulate=tuple(int(v) for v in a.simulate.split(".")) if a.simulate else None)
 
 
+def cmd_class(a: argparse.Namespace) -> int:
+    from .classgrade import grade_class
+
+    return grade_class(a.target, out=Path(a.out) if a.out else None, jobs=a.jobs, scheduler=a.scheduler,
+                       course=Path(a.course) if a.course else None, min_isolation=a.min_isolation,
+                       report=not a.no_report)
+
+
+def cmd_report(a: argparse.Namespace) -> int:
+    """The class report of an nbgrader course after `nbgrader autograde`."""
+    from . import config
+    from .canary import CanaryFailed, canary_line, run_canary
+    from .report import course_records, write_report
+    from .results import write_checks_csv, write_class_csv
+
+    settings = config.load(Path(a.course) if a.course else None)
+    nb = a.notebook or settings.assignment
+    records = course_records(settings.course_root, a.assignment, nb)
+    if not records:
+        print(f"error: no students in {settings.course_root / 'submitted'} or the gradebook", file=sys.stderr)
+        return 2
+    out = Path(a.out) if a.out else settings.course_root / "reports" / a.assignment
+    graded = [r for r in records if r["status"] == "graded"]
+    isolation = graded[0]["isolation"] if graded else "unknown"
+    if a.no_canary:
+        canary = "canary: not run (--no-canary)"
+    else:
+        try:
+            canary = canary_line(run_canary(settings))
+        except CanaryFailed as exc:
+            canary = f"canary FAILED in this environment: {exc}"
+    write_class_csv(records, out / "class.csv")
+    write_checks_csv(records, out / "checks.csv")
+    page = write_report(records, out, title=f"{a.assignment}: class report", isolation=isolation, canary=canary,
+                        runner="graded by nbgrader autograde")
+    print(f"{len(graded)} of {len(records)} students graded; report: {page}; tables: {out / 'class.csv'}, "
+          f"{out / 'checks.csv'}")
+    return 0
+
+
+def cmd_config(a: argparse.Namespace) -> int:
+    from .config import LabGrader
+    from .late import LabLatePenalty
+
+    for cls in (LabGrader, LabLatePenalty):
+        print(cls.class_get_help())
+    return 0
+
+
+def _course_classes() -> list:
+    from .config import LabGrader
+    from .late import LabLatePenalty
+    from .lms import CanvasExport, ChecksExport, LmsFileNameCollector
+
+    return [LabGrader, LabLatePenalty, LmsFileNameCollector, CanvasExport, ChecksExport]
+
+
+def nbgrader_main(argv: list[str]) -> int:
+    """nbgrader with the course's classes known to it, so `--help-all` lists LabGrader and friends."""
+    import nbgrader.plugins as plugins
+    from nbgrader.apps.nbgraderapp import NbGraderApp
+
+    for cls in _course_classes():
+        if cls.__name__ not in plugins.__all__:
+            setattr(plugins, cls.__name__, cls)
+            plugins.__all__.append(cls.__name__)
+    sys.argv = ["nbgrader", *argv]
+    NbGraderApp.launch_instance(argv=argv)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["nbgrader"]:
+        return nbgrader_main(argv[1:])
     p = argparse.ArgumentParser(prog="python -m grader", description="Lab 3.2.1 trusted grader")
     sub = p.add_subparsers(dest="cmd", required=True)
     g = sub.add_parser("grade", help="grade one notebook in the sandbox")
@@ -64,6 +141,28 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("device-check", help="check native FP8/FP4 paths against the references")
     c.add_argument("--simulate", help="pretend the GPU has this compute capability, e.g. 12.1 (no GPU code runs)")
     c.set_defaults(fn=cmd_device_check)
+    k = sub.add_parser("class", help="grade a folder of notebooks (one per student) without nbgrader, "
+                       "with the canary first, progress, per-check JSON, class CSV and report")
+    k.add_argument("target", help="folder (a notebook or a folder per student), a glob, or an assignment name "
+                   "of the course (its submitted/ folder)")
+    k.add_argument("--jobs", type=int, default=0, help="notebooks graded side by side (default: LabGrader.jobs, "
+                   "LAB_GRADER_JOBS or min(4, cores))")
+    k.add_argument("--out", help="where results go (default: graded-<assignment>)")
+    k.add_argument("--scheduler", help="a Dask distributed scheduler address (tcp://host:8786); default: a local pool")
+    k.add_argument("--course", help="course folder holding course_config.py (default: found from cwd)")
+    k.add_argument("--min-isolation", choices=("none", "process", "namespaces"))
+    k.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    k.set_defaults(fn=cmd_class)
+    r = sub.add_parser("report", help="class report of an nbgrader course after nbgrader autograde")
+    r.add_argument("assignment")
+    r.add_argument("--notebook", help="notebook name (default: LabGrader.assignment)")
+    r.add_argument("--out", help="where the report goes (default: <course>/reports/<assignment>)")
+    r.add_argument("--course", help="course folder holding course_config.py (default: found from cwd)")
+    r.add_argument("--no-canary", action="store_true", help="do not re-run the canary for the report's canary line")
+    r.set_defaults(fn=cmd_report)
+    cf = sub.add_parser("config", help="list the course's settings (LabGrader, LabLatePenalty) with their help")
+    cf.set_defaults(fn=cmd_config)
+    sub.add_parser("nbgrader", help="run nbgrader with the course's classes registered (e.g. --help-all)")
     a = p.parse_args(argv)
     return a.fn(a)
 

@@ -1,0 +1,182 @@
+"""``python -m grader class FOLDER_OR_GLOB``: grade a class of notebooks without nbgrader.
+
+The folder holds one notebook per student: a file per student (``alice.ipynb``) or a folder per
+student (``alice/lab321.ipynb``, also nbgrader's ``submitted/alice/lab321/lab321.ipynb``). A glob
+names the files or folders. The canary (the model solution) is graded first; then the class,
+in a local pool of sandboxes (default) or on a Dask cluster (``--scheduler ADDRESS``), with a
+progress line. Written to ``--out``: ``<student>/<notebook>.checks.json`` per student,
+``class.csv``, ``checks.csv``, ``summary.json``, ``report.html`` and its PNGs.
+
+A student whose notebook is missing, renamed or unreadable is listed as "no gradable
+notebook", never graded 0. An environment fault (the grading machine, not a notebook) stops
+the run with exit 3; nothing is written for the notebooks not yet graded.
+"""
+
+from __future__ import annotations
+
+import glob as globmod
+import json
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from . import config
+from .results import SUFFIX, locate, missing_record, record_of, write_checks_csv, write_class_csv, write_record
+from .sandbox import EnvironmentFault
+from .text import clean
+
+
+@dataclass
+class Entry:
+    student: str
+    path: Optional[Path]  # None: no gradable notebook
+    kind: str = ""
+    reason: str = ""
+
+
+def discover(target: str, notebook: str, course_root: Path) -> list[Entry]:
+    """One entry per student from a folder, a glob, or an assignment name of the course (its submitted/)."""
+    p = Path(target)
+    if any(ch in target for ch in "*?["):
+        items = [Path(x) for x in sorted(globmod.glob(target))]
+    elif p.is_dir():
+        items = sorted(x for x in p.iterdir() if not x.name.startswith(".") and
+                       (x.is_dir() or x.suffix == ".ipynb"))
+    elif p.is_file():
+        items = [p]
+    elif (course_root / "submitted").is_dir() and "/" not in target:
+        items = sorted(x for x in (course_root / "submitted").iterdir() if x.is_dir())
+        return [_entry(x.name, x / target, notebook) for x in items]
+    else:
+        raise FileNotFoundError(f"{target}: no such folder, file or assignment")
+    return [_entry(x.stem if x.is_file() else x.name, x, notebook) for x in items]
+
+
+def _entry(student: str, where: Path, notebook: str) -> Entry:
+    path, kind, reason = locate(where, notebook)
+    return Entry(student, path, kind, reason)
+
+
+def _grade_one(path: str, student: str, settings: config.Settings):
+    """Grade one notebook (runs in this process's pool or on a Dask worker); returns a record or a fault."""
+    from .canary import run_canary
+    from .grade import grade_cells
+    from .nbfile import NotebookError, read_cells
+
+    try:
+        run_canary(settings)  # once per process: on a Dask worker, the worker's own environment is checked
+    except EnvironmentFault as exc:
+        return {"fault": str(exc)}
+
+    try:
+        cells = read_cells(Path(path))
+    except NotebookError as exc:
+        return {"error": "unreadable", "reason": str(exc).replace(path, Path(path).name)}
+    try:
+        report = grade_cells(cells, label=student, settings=settings)
+    except EnvironmentFault as exc:
+        return {"fault": str(exc)}
+    return record_of(report, student, settings.assignment, settings.assignment)
+
+
+def grade_class(target: str, *, out: Optional[Path] = None, jobs: int = 0, scheduler: Optional[str] = None,
+                course: Optional[Path] = None, min_isolation: Optional[str] = None, report: bool = True,
+                stream=None) -> int:
+    from .batch import default_jobs
+    from .canary import CanaryFailed, canary_line, run_canary
+    from .progress import Progress
+
+    stream = stream or sys.stderr
+    settings = config.load(course)
+    if min_isolation:
+        settings.min_isolation = min_isolation
+    nb = settings.assignment
+    out = Path(out or f"graded-{nb}")
+    try:
+        entries = discover(target, nb, settings.course_root)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    t0 = time.monotonic()
+    try:
+        canary = run_canary(settings)
+    except CanaryFailed as exc:
+        print(f"error: grading stopped, nothing was scored: {exc}", file=sys.stderr)
+        return 3
+    progress = Progress(len(entries), stream=stream, label="graded")
+    progress.message(canary_line(canary))
+    records: dict[str, dict] = {}
+    todo = []
+    for e in entries:
+        if e.path is None:
+            records[e.student] = missing_record(e.student, nb, nb, e.kind, e.reason)
+            progress.message(f"{e.student}: no gradable notebook ({e.kind}): {e.reason}")
+            progress.step(unreadable=True, who=e.student)
+        else:
+            todo.append(e)
+    jobs = jobs or default_jobs(settings)
+    fault = None
+    if scheduler:
+        fault = _run_dask(scheduler, todo, settings, records, progress)
+    else:
+        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="lab-class") as pool:
+            futs = {pool.submit(_grade_one, str(e.path), e.student, settings): e for e in todo}
+            for fut in as_completed(futs):
+                fault = fault or _collect(futs[fut], fut.result(), records, progress, nb)
+                if fault:
+                    for f in futs:
+                        f.cancel()
+                    break
+    if fault:
+        print(f"\nerror: grading stopped (environment fault, not the students'): {fault}", file=sys.stderr)
+        return 3
+    for sid, rec in records.items():
+        write_record(rec, out / sid / f"{nb}{SUFFIX}")
+    recs = [records[e.student] for e in entries]
+    write_class_csv(recs, out / "class.csv")
+    write_checks_csv(recs, out / "checks.csv")
+    summary = {"assignment": nb, "students": len(entries), "graded": sum(r["status"] == "graded" for r in recs),
+               "isolation": canary.isolation, "canary": canary_line(canary), "seconds": round(time.monotonic() - t0, 2),
+               "runner": f"dask {scheduler}" if scheduler else f"local pool of {jobs}"}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    if report:
+        from .report import write_report
+
+        page = write_report(recs, out, title=f"{nb}: class report", isolation=canary.isolation,
+                            canary=canary_line(canary), runner=summary["runner"])
+        progress.message(f"report: {page}")
+    progress.message(f"{summary['graded']} of {len(entries)} graded in {summary['seconds']:.1f} s; results in {out}")
+    return 0
+
+
+def _collect(e: Entry, res: dict, records: dict, progress, nb: str) -> Optional[str]:
+    if "fault" in res:
+        return res["fault"]
+    if "error" in res:
+        records[e.student] = missing_record(e.student, nb, nb, res["error"], res["reason"])
+        progress.step(unreadable=True, who=e.student)
+        return None
+    res["student"] = e.student
+    records[e.student] = res
+    progress.step(full=res["total"] >= res["max_total"], who=e.student)
+    return None
+
+
+def _run_dask(address: str, todo: list[Entry], settings: config.Settings, records: dict, progress) -> Optional[str]:
+    """The same grading on a Dask cluster: each worker grades in its own sandboxes (same settings)."""
+    try:
+        from distributed import Client, as_completed as dask_completed
+    except ImportError:
+        return "--scheduler needs the 'distributed' package (pip install -e '.[dask]')"
+    with Client(address) as client:
+        futs = {client.submit(_grade_one, str(e.path), e.student, settings, key=f"lab-grade-{i}-{e.student}",
+                              pure=False): e for i, e in enumerate(todo)}
+        for fut in dask_completed(list(futs)):
+            fault = _collect(futs[fut], fut.result(), records, progress, settings.assignment)
+            if fault:
+                client.cancel(list(futs))
+                return fault
+    return None
