@@ -26,7 +26,6 @@ from typing import Optional
 from . import config
 from .results import SUFFIX, locate, missing_record, record_of, write_checks_csv, write_class_csv, write_record
 from .sandbox import EnvironmentFault
-from .text import clean
 
 
 @dataclass

@@ -309,3 +309,25 @@ def test_progress_bar_on_a_terminal_and_lines_in_a_log():
     assert len(lines) == 3 and "\r" not in log.getvalue()
     assert lines[-1].startswith("lab-grader: progress: 3/3 graded") and "1 below full marks" in lines[-1]
     assert "1 no gradable notebook" in lines[-1]
+
+
+def test_batch_command_on_dask_gets_the_local_scores(term, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    root, _ = term
+    klass = tmp_path / "class"
+    for sid in ("model_solution", "snr_20log10", "untouched_stubs"):
+        (klass / f"{sid}.ipynb").parent.mkdir(parents=True, exist_ok=True)
+        (klass / f"{sid}.ipynb").write_bytes((root / "submitted" / sid / LAB / f"{LAB}.ipynb").read_bytes())
+    (klass / "broken.ipynb").write_text("[]")
+    runs = {}
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        for name, extra in (("dask", ["--scheduler", cluster.scheduler_address]), ("local", ["--jobs", "2"])):
+            r = subprocess.run([sys.executable, "-m", "grader", "class", str(klass), "--out", str(tmp_path / name),
+                                "--course", str(root), "--no-report", *extra], env=ENV, capture_output=True, text=True,
+                               timeout=300)
+            assert r.returncode == 0, r.stderr[-3000:]
+            runs[name] = {x["student"]: {k: v for k, v in x.items() if k != "seconds"}
+                          for x in csv.DictReader(open(tmp_path / name / "class.csv"))}
+    assert runs["dask"] == runs["local"]
+    assert runs["dask"]["broken"]["status"] == "no gradable notebook"
+    assert json.loads((tmp_path / "dask" / "summary.json").read_text())["runner"].startswith("dask tcp://")
