@@ -149,7 +149,11 @@ def run_demo(where: Path | None = None, keep: bool = False) -> int:
     with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
         reports = dict(zip(paths, pool.map(lambda p: grade_path(p, settings=settings), paths.values())))
     print()
-    print(f"{'student':<24}{'snr':>6}{'memory':>8}{'advisor':>9}{'total':>8}  agree  what it is")
+    from .checks import CONTRACT
+
+    order = sorted(CONTRACT, key=lambda k: CONTRACT[k].order)
+    widths = {k: max(len(k), 4) + 2 for k in order}
+    print(f"{'student':<24}" + "".join(f"{k:>{widths[k]}}" for k in order) + f"{'total':>8}  agree  what it is")
     agree_all = True
     for sid, (desc, _) in subs.items():
         nbg = book.get(sid, {})
@@ -157,11 +161,13 @@ def run_demo(where: Path | None = None, keep: bool = False) -> int:
         mine = {k: e.score for k, e in rep.exercises.items()}
         agree = all(abs(nbg.get(k, -1) - v) < 1e-9 for k, v in mine.items())
         agree_all &= agree
-        print(f"{sid:<24}{nbg.get('snr', 0):>6g}{nbg.get('memory', 0):>8g}{nbg.get('advisor', 0):>9g}"
-              f"{sum(nbg.values()):>8g}  {'yes' if agree else 'NO '}    {desc}")
+        print(f"{sid:<24}" + "".join(f"{nbg.get(k, 0):>{widths[k]}g}" for k in order)
+              + f"{sum(nbg.values()):>8g}  {'yes' if agree else 'NO '}    {desc}")
     canary = next((line.split("lab-grader: ", 1)[1] for line in log.read_text(errors="replace").splitlines()
                    if "lab-grader: canary:" in line), "canary: no line in the log")
-    print(f"\nmax: snr 6, memory 6, advisor 6 = 18. Isolation: {rep.isolation}. {canary[0].upper() + canary[1:]}.")
+    maxes = ", ".join(f"{k} {CONTRACT[k].points:g}" for k in order)
+    total = sum(CONTRACT[k].points for k in order)
+    print(f"\nmax: {maxes} = {total:g}. Isolation: {rep.isolation}. {canary[0].upper() + canary[1:]}.")
     print(f"autograde of {len(subs)} submissions took {autograde_s:.1f} s; whole demo {time.monotonic() - t0:.1f} s")
     if keep or where:
         print(f"feedback for each student: {course / 'feedback'}/<student>/{LAB}/{LAB}.html")

@@ -15,6 +15,10 @@ from pathlib import Path
 import nbformat
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+from grader.checks import CONTRACT  # noqa: E402 - the exercise contract: grade cells' points come from it
+
+POINTS = {ex_id: ex.points for ex_id, ex in CONTRACT.items()}
 OUT = HERE / "lab321" / "lab321.ipynb"
 CELLS: list = []
 
@@ -525,7 +529,7 @@ for args, kwargs in (((-7,), {}), ((7,), {"memory_budget_gb": 0})):
     else:
         raise AssertionError(f"analyze_model_memory{args} {kwargs} should raise ValueError")
 print("Exercise 1: public checks passed")
-""", cell_id="memory", grade=True, points=6)
+""", cell_id="memory", grade=True, points=POINTS["memory"])
 
 md(r"""
 ## Exercise 2 (graded: `snr`): signal-to-noise ratio
@@ -585,7 +589,7 @@ snr = float(calculate_snr(torch.tensor([3.0, 4.0]), torch.tensor([3.0, 3.0])))  
 assert abs(snr - 10 * math.log10(25 / 1)) < 0.01, "SNR of [3, 4] quantized as [3, 3]"
 assert float(calculate_snr(torch.ones(8), torch.ones(8))) == float("inf"), "identical tensors: float('inf')"
 print("Exercise 2: public checks passed")
-""", cell_id="snr", grade=True, points=6)
+""", cell_id="snr", grade=True, points=POINTS["snr"])
 
 md(r"""
 ## Challenge (graded: `advisor`): a precision advisor
@@ -631,7 +635,7 @@ assert set(r) >= {"precision", "memory_gb", "fits", "reasoning"}
 assert str(r["precision"]).lower() == "fp8" and bool(r["fits"]) and abs(float(r["memory_gb"]) - 84.0) <= 0.084
 assert len(str(recommend_precision(13)["reasoning"]).strip()) >= 10, "'reasoning' is a sentence or two"
 print("Challenge: public checks passed")
-""", cell_id="advisor", grade=True, points=6)
+""", cell_id="advisor", grade=True, points=POINTS["advisor"])
 
 # =======================================================================================
 md(r"""

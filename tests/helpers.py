@@ -8,7 +8,9 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "source" / "lab321" / "lab321.ipynb"
-FULL = {"snr": 6.0, "memory": 6.0, "advisor": 6.0}
+from grader.checks import full_marks  # noqa: E402 - the exercise contract
+
+FULL = full_marks()  # points per exercise, from the exercise contract (grader/checks)
 
 
 def solution_cells() -> list[tuple[str | None, str]]:

@@ -117,3 +117,75 @@ def test_hidden_messages_show_no_hidden_values():
     msg = failed["memory_inference_values"]
     numbers = [tok for tok in msg.replace("(", " ").replace(")", " ").split() if tok[:1].isdigit()]
     assert numbers and all(tok.rstrip(".,:%") in {"0.1", "0.05", "7", "2**30", "1e9"} for tok in numbers), numbers
+
+
+# ---------------------------------------------------------------------------------------------
+# The exercise contract
+# ---------------------------------------------------------------------------------------------
+
+def test_grade_cells_follow_the_contract():
+    import nbformat
+
+    from grader.checks import CONTRACT, CHECKS
+    from grader.contract import check_notebook, notebook_grade_cells
+    from helpers import SOURCE
+
+    nb = nbformat.read(SOURCE, as_version=4)
+    check_notebook(nb)
+    cells = dict(notebook_grade_cells(nb))
+    assert set(cells) == set(CONTRACT) == set(FULL)
+    for ex_id, points in cells.items():  # the points are the sum of the registered checks' points
+        assert points == sum(c.points for c in CHECKS if c.exercise == ex_id) == FULL[ex_id]
+
+
+@pytest.mark.parametrize("tamper, words", [
+    (lambda meta: meta.update(points=10), "worth 10 points but its checks give"),
+    (lambda meta: meta.update(grade_id="bonus"), "'bonus' has no registered checks"),
+])
+def test_contract_refuses_points_or_ids_that_differ(tamper, words):
+    import nbformat
+
+    from grader.contract import ContractError, check_notebook
+    from helpers import SOURCE
+
+    nb = nbformat.read(SOURCE, as_version=4)
+    grade = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade"))
+    tamper(grade.metadata["nbgrader"])
+    with pytest.raises(ContractError, match=words):
+        check_notebook(nb)
+
+
+def test_generate_assignment_and_autograde_refuse_a_broken_contract(tmp_path):
+    import os
+    import sqlite3
+    import subprocess
+    import sys
+
+    import nbformat
+
+    from grader.contract import CheckGradebookContract, ContractError
+
+    demo.copy_course(tmp_path)
+    env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
+    src = tmp_path / "source" / "lab321" / "lab321.ipynb"
+    good = src.read_text()
+    nb = nbformat.reads(good, as_version=4)
+    next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "memory").metadata["nbgrader"]["points"] = 10
+    nbformat.write(nb, src)
+    r = subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", "lab321", "--force"], cwd=tmp_path,
+                       env=env, capture_output=True, text=True)
+    assert r.returncode != 0 and "worth 10 points" in r.stdout + r.stderr, (r.stdout + r.stderr)[-2000:]
+    src.write_text(good)
+    r = subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", "lab321", "--force"], cwd=tmp_path,
+                       env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    db = tmp_path / "gradebook.db"
+    resources = {"nbgrader": {"db_url": f"sqlite:///{db}", "assignment": "lab321", "notebook": "lab321",
+                              "student": "alice"}}
+    CheckGradebookContract().preprocess(nb, resources)  # the fresh gradebook agrees
+    con = sqlite3.connect(db)
+    con.execute("update grade_cells set max_score = 10 where id in (select id from base_cell where name = 'memory')")
+    con.commit()
+    con.close()
+    with pytest.raises(ContractError, match="worth 10 points"):
+        CheckGradebookContract().preprocess(nb, resources)

@@ -32,11 +32,46 @@ class Check:
 
 
 CHECKS: list[Check] = []
-EXERCISES: dict[str, str] = {}  # id -> title
+EXERCISES: dict[str, str] = {}  # id -> title (filled by exercise(); kept for grade.py)
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """One graded exercise, declared once: its id is the notebook grade cell's grade_id."""
+
+    id: str
+    title: str
+    order: int
+
+    @property
+    def checks(self) -> list[Check]:
+        return [c for c in CHECKS if c.exercise == self.id]
+
+    @property
+    def points(self) -> float:
+        return float(sum(c.points for c in self.checks))
+
+    @property
+    def public_points(self) -> float:
+        return float(sum(c.points for c in self.checks if not c.hidden))
+
+
+CONTRACT: dict[str, Exercise] = {}  # id -> Exercise, in the notebook's order
+
+
+def exercise(id: str, title: str, order: int) -> Exercise:
+    """Declare an exercise (once, in its checks module); its points are the sum of its checks'."""
+    if id in CONTRACT:
+        raise ValueError(f"exercise {id!r} is declared twice")
+    CONTRACT[id] = ex = Exercise(id, title, order)
+    EXERCISES[id] = title
+    return ex
 
 
 def check(exercise: str, name: str, points: float, what: str, hidden: bool = True):
     def deco(fn):
+        if exercise not in CONTRACT:
+            raise ValueError(f"check {name!r} belongs to undeclared exercise {exercise!r}")
         if any(c.name == name for c in CHECKS):
             raise ValueError(f"check {name!r} is registered twice")
         CHECKS.append(Check(exercise, name, points, hidden, what, fn))
@@ -147,7 +182,14 @@ from . import advisor, memory, snr  # noqa: E402,F401  (registers the checks)
 
 
 def by_exercise() -> dict[str, list[Check]]:
-    out: dict[str, list[Check]] = {}
-    for c in CHECKS:
-        out.setdefault(c.exercise, []).append(c)
-    return out
+    """Checks per exercise, exercises in the notebook's order (the contract's)."""
+    return {ex.id: ex.checks for ex in sorted(CONTRACT.values(), key=lambda e: e.order)}
+
+
+def full_marks() -> dict[str, float]:
+    return {ex_id: ex.points for ex_id, ex in CONTRACT.items()}
+
+
+for _ex in CONTRACT.values():  # an exercise without checks would be full marks by nbgrader's default
+    if not _ex.checks:
+        raise ValueError(f"exercise {_ex.id!r} has no registered checks")

@@ -11,9 +11,9 @@ from __future__ import annotations
 import reference
 from reference.lab import ACCEPTED_BYTES, LADDERS, PRIORITY_START
 
-from . import EXERCISES, Fail, as_bool, as_dict, as_name, as_number, check, gb_close, gb_hint, lower_keys
+from . import exercise, Fail, as_bool, as_dict, as_name, as_number, check, gb_close, gb_hint, lower_keys
 
-EXERCISES["advisor"] = "Challenge: precision advisor"
+exercise("advisor", "Challenge: precision advisor", order=9)
 KEYS = ("precision", "memory_gb", "fits", "reasoning")
 
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import reference
 from reference.lab import ACCEPTED_BYTES, ANALYSIS_PRECISIONS, LADDERS
 
-from . import (EXERCISES, Fail, as_bool, as_dict, as_name, as_number, check, gb_close, gb_hint,
+from . import (exercise, Fail, as_bool, as_dict, as_name, as_number, check, gb_close, gb_hint,
                lower_keys)
 
-EXERCISES["memory"] = "Exercise 1: memory analysis"
+exercise("memory", "Exercise 1: memory analysis", order=1)
 
 
 def _table(student, size, budget, task, what):

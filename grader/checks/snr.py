@@ -9,9 +9,9 @@ import torch
 
 import reference
 
-from . import EXERCISES, Fail, as_dict, as_number, check, close, ratio_hint
+from . import exercise, Fail, as_dict, as_number, check, close, ratio_hint
 
-EXERCISES["snr"] = "Exercise 2: signal-to-noise ratio"
+exercise("snr", "Exercise 2: signal-to-noise ratio", order=2)
 TOL_DB = 0.01  # the notebook states: SNR within 0.01 dB (float64 vs float32 sums differ far less)
 FORMAT_TOL_DB = 0.05
 

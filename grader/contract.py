@@ -1,0 +1,91 @@
+"""The exercise contract: every grade cell is an exercise with registered checks, same points.
+
+The exercises are declared once, in ``grader/checks`` (``exercise(...)`` plus its ``@check``s;
+an exercise's points are the sum of its checks' points). The notebook builder writes the grade
+cells' points from it, the demo and the tests read their totals from it, and nbgrader is
+stopped when a notebook disagrees:
+
+* ``CheckContract`` (``generate_assignment``): every grade cell of the source notebook must be
+  a declared exercise with the same points, and every exercise must have a grade cell.
+* ``CheckGradebookContract`` (``autograde``): the same for the gradebook's record of the
+  assignment (what nbgrader scores against; a stale gradebook from an older release is refused).
+
+Without this, a grade cell with no checks would get nbgrader's default (full marks), and a
+grade cell's points could drift from the checks' (18/22 for a perfect answer).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from nbgrader.preprocessors import NbGraderPreprocessor
+
+
+class ContractError(Exception):
+    """The notebook's grade cells and the registered checks disagree."""
+
+
+def problems(grade_cells: Iterable[tuple[str, float]]) -> list[str]:
+    """What is wrong with ``(grade_id, points)`` pairs against the registered exercises."""
+    from .checks import CONTRACT
+
+    out, seen = [], set()
+    for gid, points in grade_cells:
+        seen.add(gid)
+        ex = CONTRACT.get(gid)
+        if ex is None:
+            out.append(f"grade cell {gid!r} has no registered checks (declare the exercise in grader/checks; "
+                       "nbgrader would give it full marks by default)")
+        elif abs(float(points or 0) - ex.points) > 1e-9:
+            out.append(f"grade cell {gid!r} is worth {float(points or 0):g} points but its checks give "
+                       f"{ex.points:g} (the points come from grader/checks; rebuild the notebook)")
+    for gid in CONTRACT:
+        if gid not in seen:
+            out.append(f"exercise {gid!r} has checks but no grade cell with grade_id {gid!r}")
+    return out
+
+
+def notebook_grade_cells(nb) -> list[tuple[str, float]]:
+    cells = []
+    for c in nb.cells:
+        meta = c.get("metadata", {}).get("nbgrader", {})
+        if meta.get("grade") and c.get("cell_type") == "code":
+            cells.append((meta.get("grade_id"), meta.get("points", 0)))
+    return cells
+
+
+def check_notebook(nb) -> None:
+    bad = problems(notebook_grade_cells(nb))
+    if bad:
+        raise ContractError("the notebook does not match the exercise contract:\n  " + "\n  ".join(bad))
+
+
+class CheckContract(NbGraderPreprocessor):
+    """generate_assignment: refuse a source notebook whose grade cells disagree with the checks."""
+
+    def preprocess(self, nb, resources):
+        check_notebook(nb)
+        return nb, resources
+
+
+class CheckGradebookContract(NbGraderPreprocessor):
+    """autograde: refuse to score against a gradebook whose grade cells disagree with the checks."""
+
+    def preprocess(self, nb, resources):
+        from nbgrader.api import Gradebook
+
+        info = resources.get("nbgrader", {})
+        if not info.get("db_url"):
+            check_notebook(nb)
+            return nb, resources
+        with Gradebook(info["db_url"]) as gb:
+            source = gb.find_notebook(info["notebook"], info["assignment"])
+            cells = [(g.name, g.max_score) for g in source.grade_cells if g.cell_type == "code"]
+        bad = problems(cells)
+        if bad:
+            raise ContractError("the gradebook's grade cells do not match the exercise contract (run "
+                                "`nbgrader generate_assignment --force` after changing checks):\n  " + "\n  ".join(bad))
+        return nb, resources
+
+
+__all__ = ["CheckContract", "CheckGradebookContract", "ContractError", "check_notebook", "problems"]
