@@ -24,7 +24,7 @@ import nbformat
 from .config import REPO_ROOT
 
 LAB = "lab321"
-SOLUTION_CELLS = ("memory_solution", "snr_solution", "snr_answer", "advisor_solution")
+SOLUTION_CELLS = ("memory_solution", "snr_solution", "snr_answer", "quantizer_solution", "advisor_solution")
 
 
 def solution_sources() -> dict[str, str]:

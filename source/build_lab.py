@@ -50,8 +50,9 @@ md(r"""
 - how much memory each precision needs, and which GPU runs which format natively
 - how to measure quantization quality with the signal-to-noise ratio (SNR)
 
-**How this lab is graded.** Three graded exercises: `snr` (Exercise 2), `memory`
-(Exercise 1) and `advisor` (the challenge). Each has a few *public* checks you can run here
+**How this lab is graded.** Four graded exercises: `memory` (Exercise 1), `snr`
+(Exercise 2), `quantizer` (Exercise 3: an FP8 and an NVFP4 encoder, bit for bit) and
+`advisor` (the challenge). Each has a few *public* checks you can run here
 and *hidden* checks with other inputs, run by the grader. Run `pytest assignments/` (or the
 check cells) to see where you stand: passing the public checks does not mean full marks.
 
@@ -327,14 +328,15 @@ heavy tail or outliers, and fine-grained block scales win on top of that — see
 """)
 
 code(r"""
-def snr_db(x, q):
-    return 10 * torch.log10(x.double().pow(2).sum() / (x.double() - q.double()).pow(2).sum()).item()
+def snr_db(signal, error):
+    # SNR in dB from a signal and its quantization ERROR (q - x): Exercise 2 asks for it from x and q.
+    return 10 * math.log10(signal.double().pow(2).mean().item() / error.double().pow(2).mean().item())
 
 
 heavy = torch.distributions.StudentT(2.0).sample((200_000,))
 for label, data in (("Gaussian", gauss), ("heavy-tailed (Student-t, 2 dof)", heavy)):
-    print(f"{label:<32} INT8 {snr_db(data, symmetric_quantize(data, 8)):5.1f} dB   "
-          f"FP8 E4M3 {snr_db(data, fp8_quantize(data)):5.1f} dB")
+    print(f"{label:<32} INT8 {snr_db(data, symmetric_quantize(data, 8) - data):5.1f} dB   "
+          f"FP8 E4M3 {snr_db(data, fp8_quantize(data) - data):5.1f} dB")
 """)
 
 # =======================================================================================
@@ -380,7 +382,7 @@ def mxfp4_quantize(x, block=32):
 w = torch.randn(512, 1024, generator=torch.Generator().manual_seed(1)) * 0.02
 for name, q in (("INT4 per-tensor", symmetric_quantize(w, 4)), ("FP4 E2M1 per-tensor", fp8_quantize(w, "fp4_e2m1")),
                 ("MXFP4 (32, E8M0)", mxfp4_quantize(w)), ("NVFP4 (16, E4M3)", nvfp4_quantize(w))):
-    print(f"{name:<22} SNR {snr_db(w, q):5.1f} dB")
+    print(f"{name:<22} SNR {snr_db(w, q - w):5.1f} dB")
 print(f"NVFP4 is {16 / 4.5:.2f}x smaller than FP16/BF16 and {8 / 4.5:.2f}x smaller than FP8; MXFP4 {16 / 4.25:.2f}x vs FP16")
 """, cell_id="fp4", locked=True)
 
@@ -405,6 +407,95 @@ on key tasks for large models quantized to NVFP4 (and published Nemotron results
 0.9 points on MMLU-Pro); a "<0.1% loss" claim has no source. What you measured above is
 the reconstruction SNR of weights, which is a different (and model-independent) quantity.
 """)
+
+# =======================================================================================
+md(r"""
+## Exercise 3 (graded: `quantizer`): write the quantizer, bit for bit
+
+Real FP8/FP4 kernels consume **bit patterns**, not float32 values. Write two encoders.
+
+**`e4m3_encode(x)`**: the FP8 E4M3FN bit pattern of every element of the float32 tensor `x`, as a
+`torch.uint8` tensor of the same shape. Bit 7 is the sign, bits 6-3 the exponent field (bias 7),
+bits 2-0 the mantissa (Part 1). Round to nearest, **ties to even**; **saturate**: anything beyond
+448 (and +-inf) becomes +-448 (0x7E / 0xFE); NaN stays NaN (0x7F or 0xFF); -0.0 keeps its sign (0x80),
+and so does a tiny negative value that rounds to zero. Exponent field 0 holds the subnormals
+(`m * 2^-9`). Work from the bit layout: `torch.frexp` gives the binade, `torch.round` rounds half to
+even. (`x.to(torch.float8_e4m3fn).view(torch.uint8)` would do it for you on torch >= 2.12; use it to
+test your own version, not as your answer: the point is to know where every bit comes from.)
+
+**`nvfp4_encode(x)`** (last dimension a multiple of 16) returns
+`{"codes": uint8 tensor shaped like x, "scale_codes": uint8 tensor (..., n // 16), "tensor_scale": float}`:
+
+- tensor scale (decode direction) `t = max|x| / (448 * 6)`, NaN ignored; 1 for an all-zero tensor;
+- block scale `s = e4m3(clamp(max|block| / 6 / t, 2^-6, 448))`, stored as its E4M3 code
+  (`e4m3_encode`); a block holding a NaN gets a NaN scale;
+- element code: `e2m1(clamp(x * ((1 / t) / s), -6, 6))` as a 4-bit code: bit 3 the sign, bits 2-0 the index of
+  the magnitude in `0, 0.5, 1, 1.5, 2, 3, 4, 6` (ties to even, so 0.75 -> 1 and 2.5 -> 2).
+
+Compute the quotients in this order, in float32, dividing by **tensors** (`torch.div(a, torch.tensor(6.0))`):
+on a GPU, `tensor / 6.0` is computed as a multiplication by `1/6`, which is off by one ulp often enough
+to change a code. The grader compares with `reference.quantize(x, "nvfp4")` bit for bit on ties,
+subnormals, saturation, all-zero and NaN blocks, heavy tails and 40 binades (codes inside a NaN block
+are not compared). Partial credit: one point per property.
+""")
+
+code(r"""
+def e4m3_encode(x):
+    # FP8 E4M3FN bit patterns (torch.uint8) of float32 x: nearest-even, saturating, NaN stays NaN.
+    ### BEGIN SOLUTION
+    x = torch.as_tensor(x, dtype=torch.float32)
+    sign = torch.signbit(x).to(torch.int32) << 7
+    nan = torch.isnan(x)
+    a = torch.nan_to_num(x.abs(), nan=0.0).clamp(max=448.0)    # +-inf and beyond 448 saturate
+    _, exponent = torch.frexp(a)                                 # a = m * 2**exponent, m in [0.5, 1)
+    binade = (exponent - 1).clamp(min=-6)                        # never below the smallest normal binade
+    n = torch.round(torch.ldexp(a, 3 - binade)).to(torch.int32)  # steps of 2**(binade - 3), ties to even
+    carry = n >= 16                                              # rounded up into the next binade
+    n = torch.where(carry, n // 2, n)
+    binade = binade + carry.to(binade.dtype)
+    normal = n >= 8                                              # else: a subnormal (exponent field 0)
+    exp_field = torch.where(normal, binade + 7, torch.zeros_like(binade))
+    mantissa = torch.where(normal, n - 8, n)
+    code = sign | (exp_field << 3) | mantissa
+    return torch.where(nan, torch.full_like(code, 0x7F), code).to(torch.uint8)
+    ### END SOLUTION
+
+
+def nvfp4_encode(x):
+    # NVFP4 codes: E2M1 element codes, E4M3 block-scale codes (blocks of 16), FP32 tensor scale.
+    ### BEGIN SOLUTION
+    x = torch.as_tensor(x, dtype=torch.float32)
+    const = lambda v: torch.tensor(v, dtype=torch.float32, device=x.device)  # noqa: E731
+    blocks = x.reshape(*x.shape[:-1], x.shape[-1] // 16, 16)
+    block_amax = blocks.abs().amax(dim=-1, keepdim=True)        # NaN propagates: a NaN block
+    t = torch.div(torch.nan_to_num(block_amax, nan=0.0).amax(), const(448.0 * 6))
+    t = torch.where(t > 0, t, torch.ones_like(t))
+    s = round_to_float(torch.div(torch.div(block_amax, const(6.0)), t).clamp(2.0**-6, 448.0), "fp8_e4m3")
+    q = round_to_float((blocks * torch.div(torch.div(const(1.0), t), s)).clamp(-6.0, 6.0), "fp4_e2m1")
+    grid = const([0, 0.5, 1, 1.5, 2, 3, 4, 6])
+    magnitude = torch.searchsorted(grid, torch.nan_to_num(q.abs(), nan=0.0).contiguous())
+    codes = (torch.signbit(q).to(torch.int64) << 3) | magnitude
+    codes = torch.where(torch.isnan(s), torch.zeros_like(codes), codes)  # a NaN block: its scale says NaN
+    return {"codes": codes.reshape(x.shape).to(torch.uint8),
+            "scale_codes": e4m3_encode(s).squeeze(-1),
+            "tensor_scale": float(t)}
+    ### END SOLUTION
+
+
+print([hex(c) for c in e4m3_encode(torch.tensor([1.0, 1.0625, 1.1875, 500.0, -0.0, float("nan")])).tolist()])
+print(nvfp4_encode(torch.linspace(-1, 1, 32))["scale_codes"])
+""", cell_id="quantizer_solution", solution=True)
+
+code(r"""
+# Public checks for Exercise 3 (the grader also runs hidden checks with other inputs).
+codes = e4m3_encode(torch.tensor([1.0, 1.0625, 1.1875, 448.0, 500.0, -float("inf"), 2.0**-9, 2.0**-10, -0.0]))
+assert [int(c) for c in codes] == [0x38, 0x38, 0x3A, 0x7E, 0x7E, 0xFE, 0x01, 0x00, 0x80], [hex(int(c)) for c in codes]
+assert int(e4m3_encode(torch.tensor([float("nan")]))[0]) in (0x7F, 0xFF), "NaN stays NaN"
+enc = nvfp4_encode(torch.tensor([[0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0, 6.0] * 2]) * 448)
+assert float(enc["tensor_scale"]) == 1.0 and [int(c) for c in enc["scale_codes"].reshape(-1)] == [0x7E]
+assert [int(c) for c in enc["codes"].reshape(-1)][:8] == [0, 2, 2, 4, 4, 6, 6, 7], "E2M1 ties to even"
+print("Exercise 3: public checks passed")
+""", cell_id="quantizer", grade=True, points=POINTS["quantizer"])
 
 # =======================================================================================
 md(r"""

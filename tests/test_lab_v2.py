@@ -189,3 +189,64 @@ def test_generate_assignment_and_autograde_refuse_a_broken_contract(tmp_path):
     con.close()
     with pytest.raises(ContractError, match="worth 10 points"):
         CheckGradebookContract().preprocess(nb, resources)
+
+
+# ---------------------------------------------------------------------------------------------
+# Exercise 3: the quantizer the student writes
+# ---------------------------------------------------------------------------------------------
+
+def test_model_e4m3_encode_matches_ml_dtypes_on_every_fp16_pattern():
+    import ml_dtypes
+    import numpy as np
+    import torch
+
+    student = LocalStudent()
+    x = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)
+    got = np.asarray(student.ns["e4m3_encode"](torch.from_numpy(x)).numpy())
+    finite = np.isfinite(x)
+    want = np.clip(x[finite], -448, 448).astype(ml_dtypes.float8_e4m3fn).view(np.uint8)  # clamp: ml_dtypes gives NaN
+    assert np.array_equal(got[finite], want)
+    assert set(got[np.isnan(x)].tolist()) <= {0x7F, 0xFF}
+    assert got[x == np.inf].tolist() == [0x7E] and got[x == -np.inf].tolist() == [0xFE]
+
+
+QUANTIZER_MISTAKES = {  # (edit of the model solution) -> the checks it must fail, and only those
+    "ties away from zero": (("n = torch.round(torch.ldexp(a, 3 - binade))", "n = torch.floor(torch.ldexp(a, 3 - binade) + 0.5)"),
+                            {"e4m3_public", "e4m3_rounding"}),
+    "no saturation": (('.clamp(max=448.0)    # +-inf', '.clamp(max=1e30)    # +-inf'), {"e4m3_public", "e4m3_special"}),
+    "no sign on zero": (("sign = torch.signbit(x).to(torch.int32) << 7", "sign = (x < 0).to(torch.int32) << 7"),
+                        {"e4m3_public", "e4m3_special"}),
+    "encode-direction tensor scale": (('"tensor_scale": float(t)}', '"tensor_scale": float(1 / t)}'),
+                                      {"nvfp4_public", "nvfp4_scales", "nvfp4_blocks"}),
+    "no block-scale clamp": (('.clamp(2.0**-6, 448.0), "fp8_e4m3")', '.clamp(0, 448.0), "fp8_e4m3")'),
+                             {"nvfp4_public", "nvfp4_scales", "nvfp4_blocks"}),
+}
+
+
+@pytest.mark.parametrize("mistake", sorted(QUANTIZER_MISTAKES))
+def test_quantizer_mistakes_cost_their_properties_only(mistake):
+    (old, new), fails = QUANTIZER_MISTAKES[mistake]
+    student = LocalStudent(_solution_with("quantizer_solution", old, new))
+    for seed in SEEDS[:3]:
+        scores, failed = local_scores(student, seed)
+        assert set(failed) == fails, (mistake, seed, failed)
+    public = [m for name, m in failed.items() if name.endswith("_public")]
+    hidden = [m for name, m in failed.items() if not name.endswith("_public")]
+    assert all("you gave" in m.lower() for m in public), public  # the public input's first differing value
+    assert all("input" not in m and "you gave" not in m.lower() for m in hidden), hidden
+
+
+def test_public_quantizer_message_names_the_element():
+    student = LocalStudent(_solution_with("quantizer_solution", "n = torch.round(torch.ldexp(a, 3 - binade))",
+                                          "n = torch.floor(torch.ldexp(a, 3 - binade) + 0.5)"))
+    _, failed = local_scores(student, SEEDS[0])
+    # 1.0625 is halfway between 1.0 (0x38) and 1.125 (0x39): even is 0x38, away-from-zero gives 0x39
+    assert "element 3, input 1.0625: you gave 0x39, expected 0x38" in failed["e4m3_public"], failed["e4m3_public"]
+    assert "a tie" in failed["e4m3_rounding"]
+
+
+def test_snr_helper_does_not_give_exercise_2_away():
+    student = LocalStudent(_solution_with("snr_solution", "def calculate_snr(original, quantized):",
+                                          "calculate_snr = snr_db\n\n\ndef _unused(original, quantized):"))
+    scores, failed = local_scores(student, SEEDS[0])
+    assert scores["snr"] <= FULL["snr"] / 3 and "snr_known_value" in failed, (scores, failed)  # was 6 / 6
