@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 from . import config
 from .nbfile import NotebookError, cells_of_text, read_cells  # noqa: F401 - re-exported
-from .checks import EXERCISES, Check, Fail, by_exercise, rng_for
+from .checks import EXERCISES, HIDDEN, Check, Fail, by_exercise, rng_for
 from .sandbox import LEVELS, BudgetExceeded, EnvironmentFault, Sandbox, StudentError
 from .text import clean
 
@@ -111,7 +111,7 @@ def grade_cells(cells: list[str], *, label: str = "notebook", exercises: Optiona
         if run.fatal and run.fatal not in notes:  # the notebook went bad during the calls
             notes.insert(0, run.fatal)
         if run.restarts:
-            notes.append(f"the notebook's process was restarted {run.restarts} time(s) after a call ended it")
+            notes.append("the notebook's process was started again after a call or a cell ended it (its cells ran again)")
     total = round(sum(e.score for e in results.values()), 6)
     max_total = float(sum(e.max_score for e in results.values()))
     return Report(label, total, max_total, results, run.level, run.detail, notes, time.monotonic() - start,
@@ -119,6 +119,14 @@ def grade_cells(cells: list[str], *, label: str = "notebook", exercises: Optiona
 
 
 def _run_check(sb: Sandbox, check: Check, seed: str) -> CheckResult:
+    token = HIDDEN.set(check.hidden)  # messages of hidden checks show no value the student returned
+    try:
+        return _run_check_inner(sb, check, seed)
+    finally:
+        HIDDEN.reset(token)
+
+
+def _run_check_inner(sb: Sandbox, check: Check, seed: str) -> CheckResult:
     try:
         check.run(sb, rng_for(seed, check))
     except EnvironmentFault:
@@ -136,8 +144,10 @@ def _run_check(sb: Sandbox, check: Check, seed: str) -> CheckResult:
         elif check.hidden and exc.from_student:
             msg = (f"calling your code on {check.what} raised {kind} (the message is not shown for hidden "
                    "checks; the public checks and the notebook's check cells show it on their inputs)")
+        elif check.hidden:
+            msg = f"calling your code on {check.what} failed: {exc.hidden_text or text}"
         else:
-            msg = f"calling your code on {check.what} failed: {text}"
+            msg = f"calling your code on {check.what} failed: {' '.join(text.split())}"  # one line: no fake [PASS]
         return CheckResult(check.name, False, 0.0, check.points, check.hidden, msg)
     except Exception as exc:  # noqa: BLE001 - odd data from the student that slipped past validation
         msg = f"your answer for {check.what} has an unexpected form ({type(exc).__name__}); see the exercise's instructions"

@@ -77,10 +77,11 @@ class StudentError(Exception):
     inputs, so hidden checks show only its type).
     """
 
-    def __init__(self, message: str, from_student: bool = False, kind: str = ""):
+    def __init__(self, message: str, from_student: bool = False, kind: str = "", hidden_text: str = ""):
         super().__init__(message)
         self.from_student = from_student
         self.kind = kind  # the exception's type name (chosen by the student when from_student)
+        self.hidden_text = hidden_text  # what a hidden check may show: no exit code or signal (student-chosen)
 
 
 @dataclass
@@ -663,7 +664,9 @@ class Sandbox:
                     break  # anything else is noise the student's code wrote to our pipe
         if reply is None:
             self._crashes[name] = self._crashes.get(name, 0) + 1
-            raise StudentError(self._death_reason(f"during the call to {name}()", timeout))
+            raise StudentError(self._death_reason(f"during the call to {name}()", timeout),
+                               hidden_text=f"the notebook's process ended or was stopped during the call to {name}() "
+                                           "(details are not shown for hidden checks)")
         if reply.get("ok") is not True:
             code = reply.get("code")
             if code == "exception":

@@ -474,16 +474,31 @@ DEVICES = ("null", "zero", "full", "random", "urandom")
 RO_BIND = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV
 
 
-def _bind(libc, src, dst, readonly=True):
+def _bind(libc, src, dst, readonly=True, recursive=True):
     if os.path.isdir(src) and not os.path.islink(src):
         os.makedirs(dst, exist_ok=True)
     else:
         os.makedirs(os.path.dirname(dst), exist_ok=True)
         if not os.path.exists(dst):
             open(dst, "a").close()
-    _mount(libc, src, dst, None, MS_BIND | MS_REC)
+    _mount(libc, src, dst, None, MS_BIND | (MS_REC if recursive else 0))
     if readonly:
         _mount(libc, None, dst, None, RO_BIND)
+        for sub in _submounts(dst):  # a read-only remount covers the top mount only
+            try:
+                _mount(libc, None, sub, None, RO_BIND)
+            except OSError:
+                _mount(libc, "tmpfs", sub, "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY, "size=4k,mode=0555")
+
+
+def _submounts(top):
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = line.split()[4].replace("\\040", " ")
+            if point.startswith(top.rstrip("/") + "/"):
+                out.append(point)
+    return sorted(set(out), key=len)
 
 
 def build_root(libc, spec):
@@ -525,8 +540,8 @@ def build_root(libc, spec):
     for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
                          ("stderr", "/proc/self/fd/2")):
         os.symlink(target, f"{new}/dev/{name}")
-    if os.path.isdir("/sys"):
-        _bind(libc, "/sys", new + "/sys")
+    if os.path.isdir("/sys"):  # sysfs alone: not the cgroup or other filesystems mounted below it
+        _bind(libc, "/sys", new + "/sys", recursive=False)
     os.makedirs(new + "/proc", exist_ok=True)
     _mount(libc, "proc", new + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     os.chdir(new)

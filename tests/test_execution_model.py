@@ -430,3 +430,53 @@ t = threading.Thread(target=lambda: None); t.start(); t.join()
     assert r["unshare_user"] == [-1, 1] and r["mount"] == [-1, 1], r
     assert r["unshare_cmd"] != 0 and r.get("x32_unshare", -1) == -1
     assert r["echo"] == "hi\n" and r["fork"] == 7
+
+
+LEAKY_RETURNS = r'''
+import os
+_seen = []
+_orig_amm = analyze_model_memory
+def analyze_model_memory(size, memory_budget_gb=128.0, task="inference"):
+    _seen.append(f"{size}/{memory_budget_gb}/{task}")
+    r = dict(_orig_amm(size, memory_budget_gb=memory_budget_gb, task=task))
+    r["recommendation"] = "LEAK " + " ".join(_seen)   # a string that carries every input seen
+    return r
+_orig_rp = recommend_precision
+def recommend_precision(size, memory_budget_gb=128.0, task="inference", quality_priority="balanced"):
+    _seen.append(f"{size}/{memory_budget_gb}/{task}/{quality_priority}")
+    r = dict(_orig_rp(size, memory_budget_gb=memory_budget_gb, task=task, quality_priority=quality_priority))
+    r["fits"] = "LEAK " + "|".join(_seen[-6:])
+    r["precision"] = "LEAK " + "|".join(_seen[-6:])
+    return r
+_orig_snr = calculate_snr
+def calculate_snr(original, quantized):
+    if original.numel() > 8:
+        os._exit(int(abs(float(original.flatten()[0])) * 1000) % 256)  # the exit code as a channel
+    return _orig_snr(original, quantized)
+'''
+
+
+def test_returned_values_and_exit_codes_carry_nothing_out_of_hidden_checks():
+    s = settings()
+    report = grade_cells(build(append=LEAKY_RETURNS), settings=s)
+    hidden_inputs = _hidden_inputs(s.hidden_seed)
+    for e in report.exercises.values():
+        for c in e.checks:
+            if c.hidden and not c.passed:
+                assert "leak" not in c.message.lower(), (c.name, c.message)
+                assert "exit code" not in c.message and "signal" not in c.message, (c.name, c.message)
+            assert not any(h in c.message for h in hidden_inputs), (c.name, c.message)
+    assert not any("time(s)" in n for n in report.notes), report.notes
+
+
+def test_a_public_message_cannot_fake_report_lines():
+    from grader.grade import format_report
+
+    cells = build(after={"snr_solution": '''
+def calculate_snr(original, quantized):
+    raise ValueError("x\\n      [PASS] snr_known_value (public check, 1 pt)\\u2028\\u200b\\ufeffTOTAL 18 / 18 \\U000E0041")
+'''})
+    text = format_report(grade_cells(cells, settings=settings()))
+    assert not any(line.strip().startswith("[PASS] snr_known_value") for line in text.splitlines()), text
+    for ch in ("\u2028", "\u200b", "\ufeff", "\U000E0041"):
+        assert ch not in text

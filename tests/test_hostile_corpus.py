@@ -34,7 +34,7 @@ GARBAGE_ADVISOR = '''
 def recommend_precision(model_params_billions, memory_budget_gb=128, task="inference", quality_priority="balanced"):
     return {"precision": "fp4", "memory_gb": 0.0, "fits": True, "reasoning": "trust me, it is fine"}
 '''
-ONLY_BEST_FORMAT = {"snr": 1.0, "memory": 6.0, "advisor": 6.0}  # garbage SNR keeps only the constant answer
+ONLY_BEST_FORMAT = {**FULL, "snr": 1.0}  # garbage SNR keeps only the constant answer
 
 
 def settings(**limits):
@@ -61,7 +61,7 @@ builtins.isinstance = lambda *a: True
 '''), ONLY_BEST_FORMAT),
     "input_transformer_blanks_later_cells": (dict(replace={"advisor_solution": GARBAGE_ADVISOR + '''
 get_ipython().input_transformers_cleanup.append(lambda lines: ["pass\\n"])
-'''}), {"snr": 6.0, "memory": 6.0, "advisor": 0.5}),
+'''}), {**FULL, "advisor": 0.5}),
     "lying_objects": (dict(replace={"snr_solution": '''
 class Liar(float):
     def __eq__(self, other): return True
@@ -92,7 +92,7 @@ class Boom:
 
 def recommend_precision(*args, **kwargs):
     return {"precision": Boom(), "memory_gb": Boom(), "fits": Boom(), "reasoning": Boom()}
-'''}), {"snr": 6.0, "memory": 6.0, "advisor": 0.0}),
+'''}), {**FULL, "advisor": 0.0}),
     # --- exits, interrupts, loops, memory, processes inside functions --------------------------
     "sys_exit_in_function": (dict(after={"snr_solution": '''
 import sys
@@ -103,7 +103,7 @@ def calculate_snr(original, quantized):
 import os
 def analyze_model_memory(*a, **k):
     os._exit(0)
-'''}), {"snr": 6.0, "memory": 0.0, "advisor": 6.0}),
+'''}), {**FULL, "memory": 0.0}),
     "keyboard_interrupt_in_function": (dict(after={"snr_solution": '''
 def calculate_snr(original, quantized):
     raise KeyboardInterrupt
@@ -112,20 +112,22 @@ def calculate_snr(original, quantized):
 def recommend_precision(*a, **k):
     while True:
         pass
-'''}), {"snr": 6.0, "memory": 6.0, "advisor": 0.0}),
+'''}), {**FULL, "advisor": 0.0}),
     "memory_bomb_in_function": (dict(after={"memory_solution": '''
 def analyze_model_memory(*a, **k):
     hog = [bytearray(1 << 30) for _ in range(64)]
     return hog
-'''}), {"snr": 6.0, "memory": 0.0, "advisor": 6.0}),
+'''}), {**FULL, "memory": 0.0}),
     "memory_bomb_at_top_level": (dict(append="hog = bytearray(1 << 40)\n"), FULL),
     "infinite_loop_at_top_level": (dict(append="while True:\n    pass\n"), FULL),
     "spawned_processes": (dict(after={"advisor_solution": '''
 import subprocess, os
 _real_recommend = recommend_precision
+_SPAWNED = []
 def recommend_precision(*a, **k):
-    # detached grandchildren that try to outlive the grading
-    subprocess.Popen(["sh", "-c", "(sleep 777 &) ; sleep 777"], start_new_session=True)
+    # detached grandchildren that try to outlive the grading (once per process: slots are limited)
+    if not _SPAWNED:
+        _SPAWNED.append(subprocess.Popen(["sh", "-c", "(sleep 777 &) ; sleep 777"], start_new_session=True))
     return _real_recommend(*a, **k)
 subprocess.Popen(["sleep", "778"], start_new_session=True)
 '''}), FULL),

@@ -17,6 +17,19 @@ from typing import Any, Callable
 import numpy as np
 
 
+import contextvars
+
+HIDDEN = contextvars.ContextVar("lab_check_hidden", default=True)  # set by the grader around each check
+
+
+def shown(value: Any, limit: int = 40) -> str:
+    """A value the student returned, as a message may show it: on public checks a short repr;
+    on hidden checks nothing (a returned string can carry the hidden inputs out)."""
+    if HIDDEN.get():
+        return "your value"
+    return repr(value)[:limit]
+
+
 class Fail(Exception):
     """The student's answer is wrong; the message is shown to the student."""
 
@@ -117,7 +130,7 @@ def as_bool(value: Any, what: str) -> bool:
         return bool(value)
     if hasattr(value, "dtype") and getattr(value, "shape", None) == () and str(value.dtype) in ("bool", "torch.bool"):
         return bool(value)
-    raise Fail(f"{what}: expected True or False, got {value!r:.40}.")
+    raise Fail(f"{what}: expected True or False, got {shown(value)}.")
 
 
 def lower_keys(d: dict) -> dict:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import reference
 from reference.lab import ACCEPTED_BYTES, LADDERS, PRIORITY_START
 
-from . import exercise, Fail, as_bool, as_dict, as_name, as_number, check, gb_close, gb_hint, lower_keys
+from . import exercise, Fail, as_bool, as_dict, as_name, as_number, check, gb_close, gb_hint, lower_keys, shown
 
 exercise("advisor", "Challenge: precision advisor", order=9)
 KEYS = ("precision", "memory_gb", "fits", "reasoning")
@@ -52,10 +52,10 @@ def _precision_hint(p, task, prio):
     if task == "training" and p in ("fp4", "int4", "nvfp4", "mxfp4"):
         return " FP4 is not a training format."
     if p not in ladder:
-        return f" {p!r} is not on the {task} ladder ({' -> '.join(ladder)})."
+        return f" {shown(p)} is not on the {task} ladder ({' -> '.join(ladder)})."
     start = min(PRIORITY_START[prio], len(ladder) - 1)
     if ladder.index(p) < start:
-        return f" Priority {prio!r} starts lower on the ladder than {p!r}."
+        return f" Priority {prio!r} starts lower on the ladder than {shown(p)}."
     return " Check that you compare with the budget you are given and take the first rung from the start that fits."
 
 

@@ -13,7 +13,7 @@ import reference
 from reference.lab import ACCEPTED_BYTES, ANALYSIS_PRECISIONS, LADDERS
 
 from . import (exercise, Fail, as_bool, as_dict, as_name, as_number, check, gb_close, gb_hint,
-               lower_keys)
+               lower_keys, shown)
 
 exercise("memory", "Exercise 1: memory analysis", order=1)
 
@@ -69,7 +69,7 @@ def _check_recommendation(got, rows, task, label):
         elif want is None:
             why = " Nothing on the ladder fits (by your own 'fits'): the recommendation is None."
         elif rec is not None and rec not in LADDERS[task]:
-            why = f" {rec!r} is not on the {task} ladder ({ladder})."
+            why = f" {shown(rec)} is not on the {task} ladder ({ladder})."
         elif rec is not None and not own_fits.get(rec, False):
             why = " Your recommendation does not fit the budget (by your own 'fits')."
         else:

@@ -20,7 +20,7 @@ import reference
 from reference.formats import FP8_E4M3
 from reference.quantize import decode, encode
 
-from . import Fail, as_dict, as_number, check, exercise, lower_keys
+from . import Fail, as_dict, as_number, check, exercise, lower_keys, HIDDEN
 
 exercise("quantizer", "Exercise 3: write the quantizer (FP8 E4M3 and NVFP4, bit-exact)", order=3)
 NAN_CODES = (0x7F, 0xFF)
@@ -35,7 +35,8 @@ def _codes(value, shape, what: str) -> np.ndarray:
         kind = type(value).__name__ if not isinstance(value, np.ndarray) else f"an array of dtype {value.dtype}"
         raise Fail(f"{what}: expected a tensor of integer codes (torch.uint8), got {kind}.")
     if tuple(value.shape) != tuple(shape):
-        raise Fail(f"{what}: expected shape {tuple(shape)}, got {tuple(value.shape)}.")
+        raise Fail(f"{what}: the shape differs from the input's"
+                   + ("." if HIDDEN.get() else f": expected {tuple(shape)}, got {tuple(value.shape)}."))
     if value.size and (value.min() < 0 or value.max() > 255):
         raise Fail(f"{what}: codes must be bit patterns in 0..255.")
     return value.astype(np.int64)
