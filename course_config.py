@@ -17,10 +17,9 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 
 # Trusted grading (grader/nbgrader_plugin.py): the submission runs in the sandbox, its
 # functions are called with hidden inputs, and the scores come from this process.
-# Before the first submission: the model solution must get full marks in this environment.
-from grader.canary import nbgrader_pre_convert_hook  # noqa: E402
-
-c.Autograde.pre_convert_hook = nbgrader_pre_convert_hook
+# Before the first submission: the model solution must get full marks in this environment (the canary,
+# grader.canary.nbgrader_pre_convert_hook); then each submission is checked for a renamed notebook.
+c.Autograde.pre_convert_hook = "grader.nbgrader_plugin.pre_convert_hook"
 c.Autograde.autograde_preprocessors = [
     "grader.nbgrader_plugin.TrustedGrade",
     "grader.nbgrader_plugin.SanitizeStudentContent",  # no script or handler from a student reaches the TA
@@ -59,3 +58,34 @@ c.LabGrader.cell_timeout = 60            # seconds per notebook cell
 c.LabGrader.notebook_budget = 90         # seconds per notebook for everything (cells, re-runs, calls); an
                                          # honest notebook needs 1-3 s
 c.LabGrader.memory_mb = 4096
+c.LabGrader.jobs = 0                     # notebooks graded side by side; 0: LAB_GRADER_JOBS or min(4, cores)
+
+# ---- A term out of the box (README: "A TA's term") ----------------------------------------
+import os as _os  # noqa: E402
+
+_root = c.CourseDirectory.root
+# The exchange folder belongs to the course (release_assignment / fetch / submit / collect); created on use.
+c.Exchange.root = _os.path.join(_root, "exchange")
+_EXCHANGE_COMMANDS = {"release_assignment", "fetch_assignment", "submit", "collect", "list", "release_feedback",
+                      "fetch_feedback", "lab", "notebook", "server"}  # the last three: the formgrader's buttons
+if _EXCHANGE_COMMANDS & set(__import__("sys").argv[1:3]) and not _os.path.isdir(c.Exchange.root):
+    try:
+        _os.makedirs(c.Exchange.root, exist_ok=True)
+        _os.chmod(c.Exchange.root, 0o1777)  # like /srv/nbgrader/exchange: everyone writes, only owners delete
+    except OSError:
+        pass
+c.Exchange.path_includes_course = True
+
+# Canvas's and Moodle's "download submissions" zips: nbgrader zip_collect lab321
+# (put the zip in downloaded/lab321/archive/; see grader/lms.py for the names understood).
+c.ZipCollectApp.collector_plugin = "grader.lms.LmsFileNameCollector"
+c.ZipCollectApp.archive_directory = "archive"
+c.ZipCollectApp.extracted_directory = "extracted"
+
+# Late work: the due date is set in the gradebook (nbgrader db assignment add lab321 --duedate=...),
+# lateness is the submission's timestamp.txt against it; the penalty is a percentage per started day.
+c.AssignLatePenalties.plugin_class = "grader.late.LabLatePenalty"
+c.LabLatePenalty.percent_per_day = 10
+c.LabLatePenalty.grace_minutes = 0
+# Exports: nbgrader export --exporter=grader.lms.CanvasExport --to canvas.csv
+#          nbgrader export --exporter=grader.lms.ChecksExport --to checks.csv
