@@ -14,7 +14,9 @@ from .lab import (
     calculate_model_memory,
     calculate_snr,
     recommend_precision,
+    kv_cache_gb,
     task_memory,
+    training_bytes_per_param,
 )
 from .quantize import Quantized, cast, dequantize, fake_quantize, pack_fp4, quantize, unpack_fp4
 
@@ -22,6 +24,6 @@ __all__ = [
     "ALIASES", "FORMATS", "BlockFormat", "FloatFormat", "IntFormat", "Quantized",
     "analyze_model_memory", "arch_name", "bytes_per_param", "calculate_model_memory", "calculate_snr",
     "cast", "current_capability", "dequantize", "describe_device", "fake_quantize", "get_format",
-    "hardware_formats", "native_formats", "pack_fp4", "quantize", "recommend_precision", "task_memory",
-    "torch_native_formats", "unpack_fp4",
+    "hardware_formats", "kv_cache_gb", "native_formats", "pack_fp4", "quantize", "recommend_precision", "task_memory",
+    "torch_native_formats", "training_bytes_per_param", "unpack_fp4",
 ]

@@ -7,21 +7,30 @@ The memory rules (the notebook states the same ones, so a student can match them
   parameter follow the lab: fp32 4, fp16/bf16 2, fp8/int8 1, fp4/int4/nvfp4 0.5.
   ``include_scale_overhead=True`` uses the format's ``bits_per_element / 8`` instead
   (nvfp4 4.5 bits, mxfp4 4.25, mxfp8 8.25).
-* Inference: weights x 1.2. The 20% is headroom for the KV cache and activations, the
-  upper end of the lab's "10-20%" (the safe side when deciding whether a model fits).
-* Training: weights x 4: weights, gradients and two Adam moments, each stored at the
-  chosen precision (the lab's "3-4x more memory"). Real mixed-precision Adam keeps FP32
-  master weights and moments, about 16 bytes per parameter; the notebook says so.
+* Inference: weights x 1.2. The 20% is a rule of thumb for the KV cache and activations at
+  modest contexts; the KV cache alone is ``2 x layers x kv_heads x head_dim x seq_len x
+  batch x bytes`` (:func:`kv_cache_gb`), which outgrows 20% at long contexts or large batches.
+* Training with Adam, per parameter (activations left out: they depend on batch and sequence):
+  - fp32: 4 (weights, which are the master copy) + 4 (gradients) + 8 (two FP32 moments) = 16 B;
+  - any lower precision p: bytes(p) (the weights the model holds) + 2 (BF16 gradients) + 12
+    (FP32 master weights and two FP32 Adam moments). bf16/fp16: 2 + 2 + 12 = 16 B, mixed-precision
+    Adam as the ZeRO paper counts it (Rajbhandari et al. 2020, "2 + 2 + 12"); fp8: 1 + 2 + 12 = 15 B,
+    FP8 training as NVIDIA Transformer Engine does it with weights stored only in FP8
+    (``fp8_model_init``): GEMMs in FP8, gradients in BF16, FP32 master weights and moments in the
+    optimizer. (Keeping BF16 weights next to their FP8 copy, TE's default, is 17 B.) FP8 saves
+    compute, hardly memory: the 12 bytes of optimizer state dominate.
 * A model fits when its memory is <= the budget.
 
 The advisor climbs down a ladder of precisions, best quality first:
 
 * inference: bf16 -> fp8 -> fp4 (BF16 baseline, FP8 E4M3, NVFP4-style FP4)
-* training:  fp32 -> bf16 -> fp8 (FP4 is not a training format)
+* training:  bf16 -> fp8 (BF16 mixed precision; FP8 when memory comes first). FP32 is not
+  ranked above BF16 (same 16 B/param, slower); FP4 is never a training format.
 
-``quality_priority`` picks where the search starts: "quality" at the first rung,
-"balanced" at the second, "memory" at the last. The answer is the first rung from there
-down that fits; when none fits, the last rung, with ``fits=False``.
+``quality_priority`` picks where the search starts (:data:`PRIORITY_START`): inference
+"quality" at bf16, "balanced" at fp8, "memory" at fp4; training "quality" and "balanced" at
+bf16, "memory" at fp8. The answer is the first rung from there down that fits; when none
+fits, the last rung, with ``fits=False``.
 """
 
 from __future__ import annotations
@@ -34,8 +43,11 @@ import torch
 from .formats import FORMATS, get_format
 
 GB = 1e9
-INFERENCE_OVERHEAD = 1.2  # weights + 20% for KV cache and activations
-TRAINING_MULTIPLIER = 4.0  # weights + gradients + 2 Adam moments, all at the chosen precision
+INFERENCE_OVERHEAD = 1.2  # weights + 20% for KV cache and activations (rule of thumb, modest contexts)
+# Training with Adam, bytes per parameter besides the weights (activations left out):
+TRAINING_GRAD_BYTES = 2.0  # BF16 gradients (fp32 training: 4, FP32 gradients)
+TRAINING_OPTIMIZER_BYTES = 12.0  # FP32 master weights (4) + two FP32 Adam moments (4 + 4)
+FP32_TRAINING_BYTES = 16.0  # 4 weights (= master copy) + 4 gradients + 8 moments
 
 # The lab's bytes-per-parameter table (storage of the elements only, no scale overhead).
 BYTES_PER_PARAM = {
@@ -52,8 +64,11 @@ ACCEPTED_BYTES = {
     "fp4": (0.5, 4.5 / 8, 4.25 / 8),
     "int4": (0.5, 4.125 / 8, 4.25 / 8),
 }
-LADDERS = {"inference": ("bf16", "fp8", "fp4"), "training": ("fp32", "bf16", "fp8")}
-PRIORITY_START = {"quality": 0, "balanced": 1, "memory": 2}
+LADDERS = {"inference": ("bf16", "fp8", "fp4"), "training": ("bf16", "fp8")}
+# Where each priority starts on the task's ladder.
+PRIORITY_START = {"inference": {"quality": 0, "balanced": 1, "memory": 2},
+                  "training": {"quality": 0, "balanced": 0, "memory": 1}}
+PRIORITIES = ("quality", "balanced", "memory")
 
 
 # ----------------------------------------------------------------------------------------
@@ -144,17 +159,45 @@ def calculate_model_memory(params_billions: float, precision: str, include_scale
     return _check_size(params_billions) * bytes_per_param(precision, include_scale_overhead)
 
 
+def training_bytes_per_param(precision: str, weight_bytes: float | None = None) -> float:
+    """Bytes per parameter of Adam training at ``precision`` (activations left out).
+
+    fp32: 16 (4 weights = master copy + 4 gradients + 8 moments). Lower precisions:
+    weight bytes + 2 (BF16 gradients) + 12 (FP32 master weights and two moments).
+    ``weight_bytes`` overrides the weights' bytes (e.g. fp4 counted with its scales).
+    """
+    b = bytes_per_param(precision) if weight_bytes is None else float(weight_bytes)
+    if precision.lower() == "fp32":
+        return FP32_TRAINING_BYTES
+    return b + TRAINING_GRAD_BYTES + TRAINING_OPTIMIZER_BYTES
+
+
 def task_memory(params_billions: float, precision: str, task: str = "inference",
                 bytes_per_param_table: dict | None = None) -> float:
-    """Return the memory a task needs in GB: weights x 1.2 (inference) or x 4 (training).
+    """Return the memory a task needs in GB: weights x 1.2 (inference), or the weights plus
+    gradients, master weights and Adam moments (training, :func:`training_bytes_per_param`).
 
-    ``bytes_per_param_table`` overrides the bytes per parameter (the grader uses it to
-    accept answers that count scale overhead).
+    ``bytes_per_param_table`` overrides the bytes per parameter of the weights (the grader
+    uses it to accept answers that count scale overhead).
     """
-    factor = INFERENCE_OVERHEAD if _check_task(task) == "inference" else TRAINING_MULTIPLIER
+    size = _check_size(params_billions)
+    _check_task(task)
+    b = None
     if bytes_per_param_table and precision.lower() in bytes_per_param_table:
-        return _check_size(params_billions) * bytes_per_param_table[precision.lower()] * factor
-    return calculate_model_memory(params_billions, precision) * factor
+        b = bytes_per_param_table[precision.lower()]
+    if task == "inference":
+        return size * (bytes_per_param(precision) if b is None else b) * INFERENCE_OVERHEAD
+    return size * training_bytes_per_param(precision, b)
+
+
+def kv_cache_gb(layers: int, kv_heads: int, head_dim: int, seq_len: int, batch: int = 1,
+                bytes_per_value: float = 2.0) -> float:
+    """KV cache of a decoder in GB: 2 (K and V) x layers x kv_heads x head_dim x seq_len x batch x bytes."""
+    for name, v in (("layers", layers), ("kv_heads", kv_heads), ("head_dim", head_dim), ("seq_len", seq_len),
+                    ("batch", batch), ("bytes_per_value", bytes_per_value)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
+            raise ValueError(f"{name} must be a number >= 0, got {v!r}")
+    return 2 * layers * kv_heads * head_dim * seq_len * batch * bytes_per_value / GB
 
 
 def analyze_model_memory(params_billions: float, memory_budget_gb: float = 128, task: str = "inference",
@@ -187,9 +230,9 @@ def recommend_precision(
     size = _check_size(model_params_billions)
     budget = _check_budget(memory_budget_gb)
     ladder = LADDERS[_check_task(task)]
-    if quality_priority not in PRIORITY_START:
-        raise ValueError(f"quality_priority must be one of {', '.join(map(repr, PRIORITY_START))}, got {quality_priority!r}")
-    start = PRIORITY_START[quality_priority]
+    if quality_priority not in PRIORITIES:
+        raise ValueError(f"quality_priority must be one of {', '.join(map(repr, PRIORITIES))}, got {quality_priority!r}")
+    start = PRIORITY_START[task][quality_priority]
     for p in ladder[start:]:
         mem = task_memory(size, p, task, bytes_per_param_table)
         if mem <= budget:

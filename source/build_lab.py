@@ -507,11 +507,30 @@ md(r"""
    Bytes per parameter: fp32 4, fp16/bf16 2, fp8/int8 1, fp4/int4 0.5: the elements only,
    **no scale overhead** (the grader also accepts fp4 counted as NVFP4 with its scales, 4.5 bits
    = 0.5625 B, or MXFP4, 4.25 bits, and int4 with an FP16 scale per 128, 4.125 bits).
-2. **Inference** needs the weights **× 1.2**: 20% headroom for the KV cache and activations.
-3. **Training** needs the weights **× 4**: weights, gradients and two Adam moments, each stored
-   at the chosen precision. (Real mixed-precision training keeps FP32 master weights and Adam
-   moments, about 16 bytes per parameter; we use the simpler rule.)
+2. **Inference** needs the weights **× 1.2**. The 20% is a rule of thumb for the KV cache and
+   activations at modest contexts (a few thousand tokens, one sequence at a time). The KV cache
+   stores K and V for every layer, KV head and token:
+   `KV bytes = 2 × layers × kv_heads × head_dim × seq_len × batch × bytes_per_value`; the cell
+   below works an example and shows where 20% stops being enough.
+3. **Training** with Adam needs, per parameter (the ZeRO paper's accounting, Rajbhandari et al. 2020):
+   - **bf16/fp16 mixed precision: 2 + 2 + 12 = 16 bytes**: BF16 weights (2), BF16 gradients (2), and
+     12 for the optimizer: FP32 master weights (4) and two FP32 Adam moments (4 + 4);
+   - **fp32: 4 + 4 + 8 = 16 bytes**: the FP32 weights are the master copy, FP32 gradients, two moments;
+   - **fp8 (and anything below 16 bits): bytes_per_param + 2 + 12**, 1 + 2 + 12 = **15 bytes** for FP8.
+     FP8 training (NVIDIA Transformer Engine) runs the matmuls in FP8 but produces BF16 gradients
+     and keeps FP32 master weights and moments; 15 bytes assumes the weights are stored only in FP8
+     (TE's `fp8_model_init`); keeping BF16 weights beside their FP8 copy, TE's default, costs 17.
+     FP8 makes training faster; it hardly saves memory, because the 12 bytes of optimizer state stay.
+
+   In one line: `training_gb = params_billions * 16` for fp32, else
+   `params_billions * (bytes_per_param + 2 + 12)`. **Left out: activations**, which grow with batch
+   size and sequence length (and shrink with activation checkpointing); at long sequences they can
+   outweigh everything above.
 4. A model **fits** when its memory is `<=` the budget (default: DGX Spark's 128 GB).
+   **DGX Spark's 128 GB is unified memory**: the GPU shares it with the CPU side, the operating
+   system and every other program, so the memory a job can really use is lower than 128 GB
+   (`torch.cuda.mem_get_info()` on the machine says how much is free). The exercises use the
+   nominal 128 GB; leave headroom when you plan a real run.
 
 **How answers are compared.** Memory values are accepted within 0.1% or 0.05 GB, whichever is
 larger, so rounding to 1 decimal (as the tables below print) or 2 decimals is fine. Precision
@@ -536,6 +555,34 @@ for size in model_sizes:
     fits = [p.upper() for p, m in zip(precisions, mems) if m <= 128]
     print(f"{size:>4}B   " + "".join(f"{m:>9.1f}" for m in mems) + "   " + (", ".join(fits) or "none"))
 """, cell_id="memory_table", locked=True)
+
+code(r"""
+# Training with Adam, bytes per parameter: weights, gradients, FP32 master weights, two FP32 moments.
+# Activations are left out: they depend on batch size and sequence length.
+TRAINING_BYTES = {"fp32": (4, 4, 0, 8), "bf16": (2, 2, 4, 8), "fp8": (1, 2, 4, 8)}
+for p, parts in TRAINING_BYTES.items():
+    total = sum(parts)
+    print(f"{p.upper():<5} training: {' + '.join(map(str, parts))} = {total} B/param; 7B model: {7 * total:.0f} GB, "
+          f"8.2B: {8.2 * total:.1f} GB; the largest model that trains in 128 GB: {128 / total:.2f}B")
+print(f"the old rule 'weights x 4' says BF16 training of 7B takes {7 * 2 * 4:.0f} GB: half the real "
+      f"{7 * sum(TRAINING_BYTES['bf16']):.0f} GB")
+
+
+def kv_cache_gb(layers, kv_heads, head_dim, seq_len, batch=1, bytes_per_value=2):
+    # K and V for every layer, KV head and token, in GB (1e9 bytes).
+    return 2 * layers * kv_heads * head_dim * seq_len * batch * bytes_per_value / 1e9
+
+
+# A 70B model shaped like Llama 3 70B: 80 layers, 8 KV heads (grouped-query attention) of dimension 128,
+# weights in FP8, KV cache in BF16 (2 bytes per value).
+weights_70b = calculate_model_memory(70, "fp8")
+print(f"70B in FP8: weights {weights_70b:.1f} GB; the 20% headroom of rule 2 is {0.2 * weights_70b:.1f} GB")
+for seq_len, batch in ((8192, 1), (32768, 4)):
+    kv = kv_cache_gb(80, 8, 128, seq_len, batch)
+    print(f"  KV cache, {seq_len} tokens x batch {batch}: 2 x 80 x 8 x 128 x {seq_len} x {batch} x 2 bytes = "
+          f"{kv:.2f} GB ({kv / weights_70b:.0%} of the weights): "
+          + ("within the headroom" if kv <= 0.2 * weights_70b else "the x 1.2 rule is not enough here"))
+""", cell_id="memory_rules", locked=True)
 
 code(r"""
 fig, ax = plt.subplots(1, 2, figsize=(14, 5))
@@ -568,8 +615,9 @@ Write `analyze_model_memory(params_billions, memory_budget_gb=128, task="inferen
 - `memory_gb` follows the rules of Part 5 for the given `task` ("inference" or "training").
 - `fits` is `memory_gb <= memory_budget_gb`.
 - `recommendation` is the first precision on the task's **ladder** that fits, best quality first:
-  inference `bf16 -> fp8 -> fp4`; training `fp32 -> bf16 -> fp8` (FP4 is not a training
-  format). `None` when nothing on the ladder fits.
+  inference `bf16 -> fp8 -> fp4`; training `bf16 -> fp8`. FP32 is not ranked above BF16 for
+  training (with Adam both take 16 bytes per parameter, and BF16 is faster); FP4 is not a training
+  format. `None` when nothing on the ladder fits.
 - Raise `ValueError` with a clear message for a negative size, a budget `<= 0` or an unknown task.
 
 The grader compares `memory_gb` within 0.1% or 0.05 GB (rounding to 1 decimal is fine), precision
@@ -584,23 +632,30 @@ def analyze_model_memory(params_billions, memory_budget_gb=128, task="inference"
         raise ValueError(f"params_billions must be >= 0, got {params_billions}")
     if memory_budget_gb <= 0:
         raise ValueError(f"memory_budget_gb must be > 0, got {memory_budget_gb}")
-    factors = {"inference": 1.2, "training": 4.0}
-    if task not in factors:
+    if task not in ("inference", "training"):
         raise ValueError(f"task must be 'inference' or 'training', got {task!r}")
     table = {}
     for p in ("fp32", "fp16", "bf16", "fp8", "int8", "int4", "fp4"):
-        mem = calculate_model_memory(params_billions, p) * factors[task]
+        weights = calculate_model_memory(params_billions, p)
+        if task == "inference":
+            mem = weights * 1.2  # + 20% for the KV cache and activations
+        elif p == "fp32":
+            mem = params_billions * (4 + 4 + 8)  # the FP32 weights are the master copy
+        else:
+            mem = weights + params_billions * (2 + 4 + 8)  # BF16 gradients, FP32 master weights, 2 FP32 moments
         table[p] = {"memory_gb": mem, "fits": mem <= memory_budget_gb}
-    ladder = {"inference": ("bf16", "fp8", "fp4"), "training": ("fp32", "bf16", "fp8")}[task]
+    ladder = {"inference": ("bf16", "fp8", "fp4"), "training": ("bf16", "fp8")}[task]
     recommendation = next((p for p in ladder if table[p]["fits"]), None)
     return {"precisions": table, "recommendation": recommendation}
     ### END SOLUTION
 
 
-analysis = analyze_model_memory(34)
-for p, row in analysis["precisions"].items():
-    print(f"{p:<5} {row['memory_gb']:7.1f} GB  fits: {row['fits']}")
-print("recommendation:", analysis["recommendation"])
+for size, task in ((34, "inference"), (8.2, "training")):
+    analysis = analyze_model_memory(size, task=task)
+    print(f"{size}B model, {task}:")
+    for p, row in analysis["precisions"].items():
+        print(f"  {p:<5} {row['memory_gb']:7.1f} GB  fits: {row['fits']}")
+    print("  recommendation:", analysis["recommendation"])
 """, cell_id="memory_solution", solution=True)
 
 code(r"""
@@ -612,6 +667,10 @@ for p, bytes_pp in {"fp32": 4, "fp16": 2, "bf16": 2, "fp8": 1, "int8": 1, "int4"
     assert abs(float(table[p]["memory_gb"]) - 34 * bytes_pp * 1.2) <= 0.05, f"{p} memory of a 34B model for inference"
 assert not table["fp32"]["fits"] and table["bf16"]["fits"]
 assert str(result["recommendation"]).lower() == "bf16"
+training = {k.lower(): v for k, v in analyze_model_memory(7, task="training")["precisions"].items()}
+for p, bytes_pp in {"fp32": 16, "fp16": 16, "bf16": 16, "fp8": 15, "int8": 15}.items():
+    assert abs(float(training[p]["memory_gb"]) - 7 * bytes_pp) <= 0.11, f"{p} memory of a 7B model for training"
+assert str(analyze_model_memory(8.2, task="training")["recommendation"]).lower() == "fp8", "8.2B training: bf16 does not fit"
 for args, kwargs in (((-7,), {}), ((7,), {"memory_budget_gb": 0})):
     try:
         analyze_model_memory(*args, **kwargs)
@@ -688,11 +747,13 @@ md(r"""
 Write `recommend_precision(model_params_billions, memory_budget_gb=128, task="inference",
 quality_priority="balanced")` returning `{"precision", "memory_gb", "fits", "reasoning"}`.
 
-- Use the ladders of Exercise 1 (inference `bf16 -> fp8 -> fp4`, training `fp32 -> bf16 -> fp8`)
+- Use the ladders of Exercise 1 (inference `bf16 -> fp8 -> fp4`, training `bf16 -> fp8`)
   and the memory rules of Part 5.
-- `quality_priority` says where to start on the ladder: `"quality"` at the first rung,
-  `"balanced"` at the second, `"memory"` at the last. Recommend the first rung from there
-  down that fits. If none fits, recommend the last rung with `fits=False`.
+- `quality_priority` says where to start on the ladder. Inference: `"quality"` at bf16,
+  `"balanced"` at fp8, `"memory"` at fp4. Training: `"quality"` and `"balanced"` at bf16 (BF16
+  mixed precision is the default way to train), `"memory"` at fp8. Never FP4 for training.
+  Recommend the first rung from there down that fits. If none fits, recommend the last rung
+  with `fits=False`.
 - `memory_gb` is that precision's memory for the task (within 0.1%); `fits` is `memory_gb <= budget`;
   `reasoning` is a sentence explaining the choice.
 """)
@@ -701,22 +762,30 @@ code(r"""
 def recommend_precision(model_params_billions, memory_budget_gb=128, task="inference", quality_priority="balanced"):
     # Recommend a precision for a model, a memory budget, a task and a priority.
     ### BEGIN SOLUTION
-    ladder = {"inference": ("bf16", "fp8", "fp4"), "training": ("fp32", "bf16", "fp8")}[task]
-    factor = {"inference": 1.2, "training": 4.0}[task]
-    start = {"quality": 0, "balanced": 1, "memory": 2}[quality_priority]
+    ladder = {"inference": ("bf16", "fp8", "fp4"), "training": ("bf16", "fp8")}[task]
+    start = {"inference": {"quality": 0, "balanced": 1, "memory": 2},
+             "training": {"quality": 0, "balanced": 0, "memory": 1}}[task][quality_priority]
+
+    def memory(p):
+        weights = calculate_model_memory(model_params_billions, p)
+        if task == "inference":
+            return weights * 1.2
+        return weights + model_params_billions * (2 + 4 + 8)  # BF16 gradients, FP32 master weights, 2 moments
+
     for p in ladder[start:]:
-        mem = calculate_model_memory(model_params_billions, p) * factor
+        mem = memory(p)
         if mem <= memory_budget_gb:
             return {"precision": p, "memory_gb": mem, "fits": True,
                     "reasoning": f"{p.upper()} needs {mem:.1f} GB for {task}, within {memory_budget_gb} GB."}
     p = ladder[-1]
-    mem = calculate_model_memory(model_params_billions, p) * factor
+    mem = memory(p)
     return {"precision": p, "memory_gb": mem, "fits": False,
             "reasoning": f"Even {p.upper()} needs {mem:.1f} GB for {task}, more than {memory_budget_gb} GB."}
     ### END SOLUTION
 
 
 print(recommend_precision(70))
+print(recommend_precision(8.2, task="training", quality_priority="quality"))
 """, cell_id="advisor_solution", solution=True)
 
 code(r"""
@@ -742,6 +811,9 @@ md(r"""
    is for gradients.
 4. **Mixing GB and GiB.** 128 GB = 128e9 bytes = 119.2 GiB.
 5. **Assuming FP8 needs Hopper or Blackwell.** Ada (compute capability 8.9) has FP8 tensor cores too.
+6. **Sizing training as "weights × 4".** That holds only for pure FP32 Adam. Mixed-precision
+   Adam keeps FP32 master weights and moments: 16 bytes per parameter in BF16, 15 in FP8
+   (Part 5), twice what "BF16 weights × 4" says. FP8 training saves compute, not memory.
 
 ## Checkpoint
 
@@ -750,7 +822,10 @@ md(r"""
   better depends on its distribution: measure SNR.
 - FP8 tensor cores: Hopper introduced them; Ada and Blackwell have them too. FP4 tensor cores: Blackwell
   (B200, B300, RTX 50, DGX Spark).
-- On a 128 GB DGX Spark, a 70B model's FP16 weights (140 GB) do not fit; FP8 weights (70 GB) do, with room for the KV cache.
+- On a 128 GB DGX Spark, a 70B model's FP16 weights (140 GB) do not fit; FP8 weights (70 GB) do, with room for the KV cache
+  at modest contexts (Part 5 works out where it stops).
+- Full training with Adam takes about 16 bytes per parameter before activations: 128 GB trains at most an 8B model in
+  BF16 (8.53B in FP8), and less in practice, since the OS and the CPU side share DGX Spark's unified memory.
 
 ## Further reading
 - OCP 8-bit Floating Point Specification (OFP8) and OCP Microscaling Formats (MX) v1.0

@@ -31,7 +31,9 @@ MISTAKE_FAILS = {
     "snr_swapped": {"snr_known_value", "snr_half_amplitude", "snr_any_shape", "snr_by_format"},
     "memory_gib": {"memory_34b_inference", "memory_inference_values", "memory_training_values"},
     "memory_no_headroom": {"memory_34b_inference", "memory_inference_values"},
+    "memory_training_x4": {"memory_training_values"},
     "advisor_fp4_training": {"advisor_training"},
+    "advisor_fp32_training": {"advisor_training"},
     "advisor_ignores_budget": {"advisor_custom_budget"},
 }
 

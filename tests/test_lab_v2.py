@@ -88,10 +88,10 @@ def test_honest_variants_get_full_marks_and_pass_the_check_cells(variant):
 
 def test_nvfp4_scale_overhead_is_accepted():
     """Common mistake #2 followed in the exercise: fp4 at 4.5 bits (0.5625 B/param)."""
-    sources = _apply([("memory_solution", "mem = calculate_model_memory(params_billions, p) * factors[task]",
-                       "mem = params_billions * (0.5625 if p == 'fp4' else BYTES_PER_PARAM[p]) * factors[task]"),
-                      ("advisor_solution", "mem = calculate_model_memory(model_params_billions, p) * factor",
-                       "mem = model_params_billions * (0.5625 if p == 'fp4' else BYTES_PER_PARAM[p]) * factor")])
+    sources = _apply([("memory_solution", "weights = calculate_model_memory(params_billions, p)",
+                       "weights = params_billions * (0.5625 if p == 'fp4' else BYTES_PER_PARAM[p])"),
+                      ("advisor_solution", "weights = calculate_model_memory(model_params_billions, p)",
+                       "weights = model_params_billions * (0.5625 if p == 'fp4' else BYTES_PER_PARAM[p])")])
     for seed in SEEDS[:3]:
         assert local_scores(LocalStudent(sources), seed)[1] == {}
 
@@ -104,8 +104,8 @@ def test_feedback_names_units_and_whole_gb_rounding():
     _, failed = local_scores(whole, SEEDS[0])
     assert "rounded to a whole GB" in failed["memory_34b_inference"]
     # a training recommendation of FP4 is named as such, in any case
-    fp4 = LocalStudent(_apply([("advisor_solution", '"training": ("fp32", "bf16", "fp8")',
-                                '"training": ("FP4", "FP4", "FP4")')]))
+    fp4 = LocalStudent(_apply([("advisor_solution", '"training": ("bf16", "fp8")',
+                                '"training": ("FP4", "FP4")')]))
     _, failed = local_scores(fp4, SEEDS[0])
     assert "FP4 is not a training format" in failed["advisor_training"]
 
@@ -250,3 +250,83 @@ def test_snr_helper_does_not_give_exercise_2_away():
                                           "calculate_snr = snr_db\n\n\ndef _unused(original, quantized):"))
     scores, failed = local_scores(student, SEEDS[0])
     assert scores["snr"] <= FULL["snr"] / 3 and "snr_known_value" in failed, (scores, failed)  # was 6 / 6
+
+
+# ---------------------------------------------------------------------------------------------
+# Honest memory rules: mixed-precision Adam for training, weights x 1.2 and a KV-cache formula
+# ---------------------------------------------------------------------------------------------
+
+def test_old_training_rule_weights_x4_is_named_and_costs_the_training_values():
+    student = LocalStudent(demo.MISTAKES["memory_training_x4"][1](demo.solution_sources()))
+    for seed in SEEDS[:3]:
+        _, failed = local_scores(student, seed)
+        assert "weights x 4" in failed["memory_training_values"]
+        assert "FP32 master weights" in failed["memory_training_values"]
+        assert not any(k.startswith(("advisor", "snr", "e4m3", "nvfp4")) for k in failed), failed
+
+
+def test_advisor_with_weights_x4_is_told_why_its_rung_is_wrong():
+    """An advisor that sizes training as weights x 4 picks bf16 for 8.2B (65.6 GB instead of 131.2): the
+    feedback names the rule, not the numbers."""
+    sources = _apply([("advisor_solution", "return weights + model_params_billions * (2 + 4 + 8)",
+                       "return weights * 4")])
+    _, failed = local_scores(LocalStudent(sources), SEEDS[0])
+    assert "weights x 4" in failed["advisor_training"]
+    assert "131.2" not in failed["advisor_training"] and "65.6" not in failed["advisor_training"]
+
+
+def test_training_ladder_feedback_for_fp32_and_fp4():
+    _, failed = local_scores(LocalStudent(demo.MISTAKES["advisor_fp32_training"][1](demo.solution_sources())), SEEDS[0])
+    assert set(failed) == {"advisor_training"} and "FP32 is not ranked above BF16" in failed["advisor_training"]
+    _, failed = local_scores(LocalStudent(demo.MISTAKES["advisor_fp4_training"][1](demo.solution_sources())), SEEDS[0])
+    assert "FP4 is not a training format" in failed["advisor_training"]
+
+
+def _printed(cell_ids: tuple[str, ...]) -> tuple[str, dict]:
+    import contextlib
+    import io
+
+    LocalStudent._baseline()
+    ns = dict(LocalStudent._base)
+    cells = {gid: src for gid, src in __import__("helpers").solution_cells() if gid}
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        for gid in cell_ids:
+            exec(compile(cells[gid], f"<cell {gid}>", "exec"), ns)
+    return out.getvalue(), ns
+
+
+def test_notebook_prints_the_training_rule_and_a_kv_cache_example():
+    text, ns = _printed(("memory_rules",))
+    # by hand: bf16 2+2+4+8 = 16 B/param, 7B -> 112 GB, 8.2B -> 131.2 GB, 128/16 = 8.00B; fp8 1+2+4+8 = 15,
+    # 8.2B -> 123.0 GB, 128/15 = 8.53B; fp32 4+4+0+8 = 16
+    assert "BF16  training: 2 + 2 + 4 + 8 = 16 B/param; 7B model: 112 GB, 8.2B: 131.2 GB" in text
+    assert "FP8   training: 1 + 2 + 4 + 8 = 15 B/param; 7B model: 105 GB, 8.2B: 123.0 GB" in text
+    assert "FP32  training: 4 + 4 + 0 + 8 = 16 B/param" in text
+    assert "in 128 GB: 8.00B" in text and "in 128 GB: 8.53B" in text
+    assert "BF16 training of 7B takes 56 GB: half the real 112 GB" in text  # 7 * 2 * 4 = 56
+    # KV cache by hand: 2 * 80 * 8 * 128 * 8192 * 1 * 2 bytes = 2.68e9 B; x 4 tokens x 4 batch = 42.95e9 B;
+    # 70B FP8 weights 70 GB, 20% headroom 14 GB
+    assert "70B in FP8: weights 70.0 GB; the 20% headroom of rule 2 is 14.0 GB" in text
+    assert "8192 x 1 x 2 bytes = 2.68 GB (4% of the weights): within the headroom" in text
+    assert "32768 x 4 x 2 bytes = 42.95 GB (61% of the weights): the x 1.2 rule is not enough here" in text
+    assert ns["kv_cache_gb"](80, 8, 128, 8192) == pytest.approx(2 * 80 * 8 * 128 * 8192 * 2 / 1e9)
+
+
+def test_notebook_states_the_memory_rules():
+    from helpers import SOURCE
+
+    text = SOURCE.read_text()
+    for phrase in ("2 + 2 + 12 = 16 bytes", "4 + 4 + 8 = 16 bytes", "1 + 2 + 12 = **15 bytes**", "Left out: activations",
+                   "unified memory", "training `bf16 -> fp8`", "FP32 is not ranked above BF16", "Never FP4 for training",
+                   "2 × layers × kv_heads × head_dim × seq_len × batch × bytes_per_value"):
+        assert phrase in text, phrase
+    assert "needs the weights **× 4**" not in text and '"training": 4.0' not in text
+
+
+def test_exercise_1_prints_training_answers():
+    text, _ = _printed(("memory_solution",))
+    # 8.2B training: fp32 8.2*16 = 131.2 (no), bf16 131.2 (no), fp8 8.2*15 = 123.0 (yes), fp4 8.2*14.5 = 118.9
+    assert "  bf16    131.2 GB  fits: False" in text and "  fp8     123.0 GB  fits: True" in text
+    assert "  fp4     118.9 GB  fits: True" in text
+    assert text.count("recommendation: bf16") == 1 and text.count("recommendation: fp8") == 1

@@ -11,7 +11,8 @@ from __future__ import annotations
 import reference
 from reference.lab import ACCEPTED_BYTES, LADDERS, PRIORITY_START
 
-from . import exercise, Fail, as_bool, as_dict, as_name, as_number, check, gb_close, gb_hint, lower_keys, shown
+from . import exercise, Fail, as_bool, as_dict, as_name, as_number, check, gb_close, lower_keys, shown
+from .memory import memory_hint
 
 exercise("advisor", "Challenge: precision advisor", order=9)
 KEYS = ("precision", "memory_gb", "fits", "reasoning")
@@ -27,18 +28,17 @@ def _ask(student, size, budget, task, prio, label, fields=("precision", "fits", 
                                           quality_priority=prio), f"recommend_precision for {label}"))
     as_dict(got, f"recommend_precision for {label}", KEYS)
     wants = _variants(size, budget, task, prio)
-    want = wants[0]
     if "precision" in fields:
         p = as_name(got["precision"], f"the precision for {label}")
         if p not in {w["precision"] for w in wants}:
             raise Fail(f"recommend_precision for {label}: the precision is not the one the ladder rule gives."
-                       f"{_precision_hint(p, task, prio)}")
+                       f"{_precision_hint(p, task, prio)}{_x4_hint(got, size, p, task)}")
         wants = [w for w in wants if w["precision"] == p]
     if "memory_gb" in fields:
         g = as_number(got["memory_gb"], f"memory_gb for {label}")
         if not any(gb_close(g, w["memory_gb"]) for w in wants):
             raise Fail(f"recommend_precision for {label}: memory_gb is off by more than 0.1% (or 0.05 GB)."
-                       f"{gb_hint(g, want['memory_gb'])}")
+                       f"{memory_hint(g, size, wants[0]['precision'], task)}")
     if "fits" in fields:
         fits = as_bool(got["fits"], f"'fits' for {label}")
         own = as_number(got["memory_gb"], f"memory_gb for {label}")
@@ -47,13 +47,25 @@ def _ask(student, size, budget, task, prio, label, fields=("precision", "fits", 
     return got
 
 
+def _x4_hint(got, size, p, task):
+    """A wrong rung often comes from the old training rule (weights x 4): say so when memory_gb shows it."""
+    try:
+        hint = memory_hint(as_number(got["memory_gb"], "memory_gb"), size, p, task)
+    except Exception:  # noqa: BLE001 - no usable memory_gb or an unknown precision: no hint
+        return ""
+    return hint if "weights x 4" in hint else ""
+
+
 def _precision_hint(p, task, prio):
     ladder = LADDERS[task]
     if task == "training" and p in ("fp4", "int4", "nvfp4", "mxfp4"):
         return " FP4 is not a training format."
+    if task == "training" and p == "fp32":
+        return (" FP32 is not ranked above BF16 for training: with Adam both take 16 B/param and BF16 is faster"
+                f" (ladder {' -> '.join(ladder)}).")
     if p not in ladder:
         return f" {shown(p)} is not on the {task} ladder ({' -> '.join(ladder)})."
-    start = min(PRIORITY_START[prio], len(ladder) - 1)
+    start = PRIORITY_START[task][prio]
     if ladder.index(p) < start:
         return f" Priority {prio!r} starts lower on the ladder than {shown(p)}."
     return " Check that you compare with the budget you are given and take the first rung from the start that fits."
@@ -82,7 +94,8 @@ def memory_priority(student, rng):
 
 @check("advisor", "advisor_training", 1, "training, all priorities")
 def training(student, rng):
-    anchors = [(5.0, "quality"), (5.0, "balanced"), (5.0, "memory"), (20.0, "balanced")]
+    # 5B: bf16 80 GB fits; 8.2B: bf16 131.2 GB does not, fp8 123 GB does; 20B: nothing fits.
+    anchors = [(5.0, "quality"), (5.0, "balanced"), (5.0, "memory"), (8.2, "quality"), (20.0, "balanced")]
     for s, prio in anchors + list(zip(_sizes(rng, 3, 1, 30), ("quality", "balanced", "memory"))):
         _ask(student, s, 128, "training", prio, f"training with {prio} priority")
 

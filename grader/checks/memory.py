@@ -2,7 +2,9 @@
 
 Fair to answers that follow the notebook's text: precision names and dict keys in any case,
 memory_gb rounded to 1 or 2 decimals (within 0.1% or 0.05 GB), fp4/int4 with or without
-scale overhead (the notebook says the grader accepts both). ``fits`` is checked against the
+scale overhead (the notebook says the grader accepts both). Training follows mixed-precision
+Adam (reference.lab: fp32 and bf16 16 B/param, fp8 15, fp4 14.5); the old "weights x 4" rule
+is named in the feedback. ``fits`` is checked against the
 student's own memory_gb and the budget, and ``recommendation`` against the student's own
 ``fits``: a wrong memory value costs the value checks only, whatever the hidden seed.
 """
@@ -32,8 +34,19 @@ def memory_ok(got: float, size: float, p: str, task: str) -> bool:
     return any(gb_close(got, reference.task_memory(size, p, task, {p: b})) for b in ACCEPTED_BYTES[p])
 
 
+def memory_hint(got: float, size: float, p: str, task: str) -> str:
+    """The likely cause of a wrong memory value, never the value itself."""
+    if task == "training" and p.lower() != "fp32" and any(
+            gb_close(got, size * b * 4) for b in ACCEPTED_BYTES.get(p.lower(), ())):
+        return (" Your value looks like weights x 4 (weights, gradients and two moments all at the chosen "
+                "precision): mixed-precision Adam keeps BF16 gradients and FP32 master weights and moments, "
+                "bytes(p) + 2 + 12 per parameter (Part 5).")
+    return gb_hint(got, reference.task_memory(size, p, task))
+
+
 def _cases(rng, task, n=3):
-    return [(round(float(rng.uniform(1, 250)), 1), float(rng.choice([16, 24, 48, 80, 96, 128, 192, 256])), task)
+    hi = 250 if task == "inference" else 30  # training: around what fits in 16-256 GB at ~16 B/param
+    return [(round(float(rng.uniform(1, hi)), 1), float(rng.choice([16, 24, 48, 80, 96, 128, 192, 256])), task)
             for _ in range(n)]
 
 
@@ -43,8 +56,8 @@ def _check_values(student, cases, label):
         for p in ANALYSIS_PRECISIONS:
             g = as_number(rows[p]["memory_gb"], f"memory_gb of {p} for {label}")
             if not memory_ok(g, size, p, task):
-                want = reference.task_memory(size, p, task)
-                raise Fail(f"memory_gb of {p} for {label} is off by more than 0.1% (or 0.05 GB).{gb_hint(g, want)} "
+                raise Fail(f"memory_gb of {p} for {label} is off by more than 0.1% (or 0.05 GB)."
+                           f"{memory_hint(g, size, p, task)} "
                            "Check the bytes per parameter, GB = 1e9 bytes, and the task's rule.")
 
 
@@ -64,8 +77,11 @@ def _check_recommendation(got, rows, task, label):
     want = next((p for p in LADDERS[task] if own_fits[p]), None)
     if rec != want:
         ladder = " -> ".join(LADDERS[task])
-        if task == "training" and rec in ("fp4", "int4"):
+        if task == "training" and rec in ("fp4", "int4", "nvfp4", "mxfp4"):
             why = " FP4 is not a training format."
+        elif task == "training" and rec == "fp32":
+            why = (" FP32 is not ranked above BF16 for training: with Adam both take 16 B/param and BF16 is faster; "
+                   f"the training ladder is {ladder}.")
         elif want is None:
             why = " Nothing on the ladder fits (by your own 'fits'): the recommendation is None."
         elif rec is not None and rec not in LADDERS[task]:
@@ -109,8 +125,9 @@ def fits_budget(student, rng):
         _check_fits(rows, size, budget, task, label)
 
 
+# 8.2B training: bf16 131.2 GB does not fit 128, fp8 123 GB does.
 REC_ANCHORS = [(150.0, 128.0, "inference"), (900.0, 64.0, "training"), (5.0, 128.0, "training"),
-               (7.0, 128.0, "inference")]
+               (7.0, 128.0, "inference"), (8.2, 128.0, "training")]
 
 
 @check("memory", "memory_recommendation", 1, "recommendations for inference and training, and when nothing fits")
