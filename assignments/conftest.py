@@ -1,7 +1,11 @@
 """Self-check: ``pytest assignments/`` runs the public checks on your notebook(s).
 
-Each public check becomes one test. Your notebook runs once, in the same sandbox the
-grader uses; hidden checks are NOT run, so passing here is not full marks.
+Each public check is one test. Your notebook runs once, in the same sandbox the grader
+uses; hidden checks are NOT run, so passing here is not full marks.
+
+The self-check is the pytest plugin ``grader.selfcheck``, which installing the course package
+registers (``pytest lab321.ipynb`` works anywhere then). This file only stands in for it when
+the plugin is not loaded (e.g. PYTEST_DISABLE_PLUGIN_AUTOLOAD=1), so notebooks are collected once.
 """
 
 from __future__ import annotations
@@ -15,5 +19,17 @@ if str(ROOT) not in sys.path:
 
 from grader import selfcheck  # noqa: E402
 
-pytest_collect_file = selfcheck.pytest_collect_file
-pytest_terminal_summary = selfcheck.pytest_terminal_summary
+
+def _plugin_loaded(config) -> bool:
+    return config.pluginmanager.is_registered(selfcheck)
+
+
+def pytest_collect_file(parent, file_path):
+    if _plugin_loaded(parent.config):
+        return None
+    return selfcheck.pytest_collect_file(parent, file_path)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if not _plugin_loaded(config):
+        selfcheck.pytest_terminal_summary(terminalreporter, exitstatus, config)

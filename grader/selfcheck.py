@@ -1,19 +1,57 @@
-"""The pytest plugin behind ``pytest assignments/``: public checks only, honest banner.
+"""The self-check, a pytest plugin: ``pytest lab321.ipynb`` runs the public checks on a notebook.
 
-Every notebook under assignments/ is run once in the sandbox (shared by its tests); each
-public check is one test. A stub that still raises NotImplementedError is reported as
-"not implemented yet", a wrong answer as "wrong on <input>".
+Installed with the course package (``pip install`` registers it under the ``pytest11`` entry
+point ``lab321_selfcheck``), so it works on any notebook path: in the checkout
+(``pytest assignments/``, ``./lab check PATH``) or on a notebook fetched through nbgrader's
+exchange, with no conftest.py near it.
+
+Which notebooks are collected:
+
+* a notebook named on the command line, always;
+* notebooks found by walking a folder named on the command line (or the invocation folder),
+  when they carry the lab's nbgrader grade cells; never under the repository's own ``tests/``,
+  never when the folders come from ``testpaths`` (``pytest`` / ``pytest tests`` run the
+  project's test suite, not notebooks), never in ``.ipynb_checkpoints``.
+
+Every notebook runs once in the sandbox the grader uses (shared by its tests); each public
+check is one test. The summary has one heading per notebook with that notebook's own totals
+(a Jupyter duplicate, ``lab321-Copy1.ipynb``, is its own notebook). A stub that still raises
+NotImplementedError is reported as "not implemented yet", a cell that does not parse as
+"SYNTAX ERROR in code cell N (line L)", a wrong answer as "wrong on <input>".
 """
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-
+REPO_TESTS = Path(__file__).resolve().parent.parent / "tests"
 _SESSIONS: dict[Path, object] = {}
-_TALLY = {"passed": 0.0, "public": 0.0, "hidden": 0.0, "todo": 0, "wrong": 0}
+
+
+@dataclass
+class Tally:
+    passed: float = 0.0
+    public: float = 0.0
+    hidden: float = 0.0
+    todo: int = 0
+    wrong: int = 0
+    syntax: list[str] = field(default_factory=list)
+
+
+_TALLY: dict[Path, Tally] = {}  # per notebook, in collection order
+
+
+def _course_root(path: Path) -> Path:
+    from .config import CONFIG_NAME
+
+    for d in path.parents:
+        if (d / CONFIG_NAME).is_file():
+            return d
+    return path.parent
 
 
 def _launch(path: Path):
@@ -23,7 +61,7 @@ def _launch(path: Path):
     from .sandbox import Sandbox
 
     if path not in _SESSIONS:
-        settings = config.load(path.parent)
+        settings = config.load(_course_root(path))
         sb = Sandbox(read_cells(path), limits=settings.limits, level=settings.isolation,
                      course_root=settings.course_root)
         sb.launch()
@@ -32,20 +70,76 @@ def _launch(path: Path):
     return _SESSIONS[path]
 
 
+def syntax_errors(path: Path) -> list[str]:
+    """'SYNTAX ERROR in code cell N (line L): message' for each code cell that does not parse
+    (as IPython reads it: magics and ! lines are fine). Nothing is executed."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    from .nbfile import read_cells
+
+    out = []
+    tm = TransformerManager()
+    for i, src in enumerate(read_cells(path), 1):
+        try:
+            compile(tm.transform_cell(src), f"<code cell {i}>", "exec")
+        except SyntaxError as exc:  # IndentationError and TabError included
+            kind = "" if type(exc) is SyntaxError else f"{type(exc).__name__}: "
+            out.append(f"SYNTAX ERROR in code cell {i} (line {exc.lineno or '?'}): {kind}{exc.msg}")
+        except Exception:  # noqa: BLE001 - a transformer oddity: the sandbox will report the cell
+            continue
+    return out
+
+
+def _is_lab_notebook(path: Path) -> bool:
+    """A notebook of this lab: one of its code cells is a grade cell of the exercise contract."""
+    from .checks import CONTRACT
+
+    try:
+        nb = json.loads(path.read_text(encoding="utf-8", errors="replace"))
+        cells = nb.get("cells", []) if isinstance(nb, dict) else []
+        return any(isinstance(c, dict) and isinstance(c.get("metadata"), dict)
+                   and isinstance(c["metadata"].get("nbgrader"), dict)
+                   and c["metadata"]["nbgrader"].get("grade_id") in CONTRACT for c in cells)
+    except (OSError, ValueError):
+        return True  # unreadable: collect it, so the user is told why
+
+
+def wanted(file_path: Path, config: pytest.Config) -> bool:
+    """Whether the self-check collects this notebook (see the module's docstring)."""
+    file_path = Path(file_path).resolve()
+    if file_path.suffix != ".ipynb" or ".ipynb_checkpoints" in file_path.parts:
+        return False
+    here = Path(config.invocation_params.dir)
+    explicit = {(here / str(a).split("::")[0]).resolve() for a in config.args}
+    if file_path in explicit and config.args_source != pytest.Config.ArgsSource.TESTPATHS:
+        return True
+    if config.args_source == pytest.Config.ArgsSource.TESTPATHS:
+        return False  # `pytest` with the project's testpaths: the test suite, not notebooks
+    if file_path.is_relative_to(REPO_TESTS):
+        return False  # `pytest tests`: the project's own test suite
+    return _is_lab_notebook(file_path)
+
+
 class NotebookFile(pytest.File):
     def collect(self):
+        path = Path(self.path)
         try:
-            sb = _launch(Path(self.path))
+            sb = _launch(path)
         except Exception as exc:  # noqa: BLE001 - an unreadable notebook: say so once
             raise pytest.UsageError(f"{self.path}: {exc}") from None
         self.config.add_cleanup(sb.close)
+        tally = _TALLY.setdefault(path, Tally())
         from .checks import by_exercise  # imports torch while the sandbox boots
+        try:
+            tally.syntax = syntax_errors(path)
+        except Exception:  # noqa: BLE001 - the sandbox reports what cannot be read
+            tally.syntax = []
         for ex, checks in by_exercise().items():
             for c in checks:
                 if c.hidden:
-                    _TALLY["hidden"] += c.points
+                    tally.hidden += c.points
                     continue
-                _TALLY["public"] += c.points
+                tally.public += c.points
                 yield CheckItem.from_parent(self, name=f"{ex}::{c.name}", check=c)
 
 
@@ -66,15 +160,21 @@ class CheckItem(pytest.Item):
     def runtest(self):
         from .grade import _run_check
 
+        path = Path(self.path)
+        tally = _TALLY[path]
         sb = self._sandbox()
         result = _run_check(sb, self.check, sb.hidden_seed)
         if result.passed:
-            _TALLY["passed"] += result.points
+            tally.passed += result.points
             return
         if result.message.startswith("not implemented yet"):
-            _TALLY["todo"] += 1
+            if tally.syntax and "(NameError)" in result.message:
+                tally.wrong += 1  # the code is there but does not parse: not a stub
+                raise SelfCheckFailure(f"{tally.syntax[0]} ({self.check.exercise}: the cell did not run, so its "
+                                       "functions are not defined; fix the syntax and run the cell)")
+            tally.todo += 1
             raise SelfCheckFailure(f"NOT IMPLEMENTED YET: {self.check.exercise} -- {result.message}")
-        _TALLY["wrong"] += 1
+        tally.wrong += 1
         raise SelfCheckFailure(f"WRONG: {result.message}")
 
     def repr_failure(self, excinfo):
@@ -87,17 +187,25 @@ class CheckItem(pytest.Item):
 
 
 def pytest_collect_file(parent, file_path):
-    if file_path.suffix == ".ipynb" and ".ipynb_checkpoints" not in file_path.parts:
-        return NotebookFile.from_parent(parent, path=file_path)
-    return None
+    if not wanted(Path(file_path), parent.config):
+        return None
+    return NotebookFile.from_parent(parent, path=file_path)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    if not _TALLY["public"]:
-        return
     tr = terminalreporter
-    tr.section("self-check summary")
-    tr.write_line(f"public checks: {_TALLY['passed']:g} of {_TALLY['public']:g} points passed"
-                  f" ({_TALLY['todo']} not implemented yet, {_TALLY['wrong']} wrong).")
-    tr.write_line(f"Hidden checks worth {_TALLY['hidden']:g} more points were NOT run: the grader tests other "
-                  "inputs and edge cases, so your grade can be lower than this.")
+    here = Path(config.invocation_params.dir)
+    for path, t in _TALLY.items():
+        if not t.public:
+            continue
+        try:
+            where = path.resolve().relative_to(here.resolve())
+        except ValueError:
+            where = path
+        tr.section(f"self-check: {path.name}" + (f" ({where})" if str(where) != path.name else ""))
+        for line in t.syntax:
+            tr.write_line(line)
+        tr.write_line(f"public checks: {t.passed:g} of {t.public:g} points passed"
+                      f" ({t.todo} not implemented yet, {t.wrong} wrong).")
+        tr.write_line(f"Hidden checks worth {t.hidden:g} more points were NOT run: the grader tests other "
+                      "inputs and edge cases, so your grade can be lower than this.")

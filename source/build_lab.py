@@ -53,8 +53,13 @@ md(r"""
 **How this lab is graded.** Four graded exercises: `memory` (Exercise 1), `snr`
 (Exercise 2), `quantizer` (Exercise 3: an FP8 and an NVFP4 encoder, bit for bit) and
 `advisor` (the challenge). Each has a few *public* checks you can run here
-and *hidden* checks with other inputs, run by the grader. Run `pytest assignments/` (or the
-check cells) to see where you stand: passing the public checks does not mean full marks.
+and *hidden* checks with other inputs, run by the grader; every hidden check has a public sibling
+on other inputs. **Self-check** (save the notebook first): in a terminal, in the folder of your
+notebook, run `pytest lab321.ipynb` (any path or file name works, e.g. `pytest lab321-Copy1.ipynb`;
+`pip install` of the course package registers the self-check with pytest), or
+`./lab check PATH/TO/lab321.ipynb` in the course checkout. It runs your notebook in the grader's
+sandbox and prints one heading per notebook with its public points. Passing the public checks
+does not mean full marks.
 
 Every number this notebook states is printed by a code cell, so you can check it yourself.
 """)
@@ -794,6 +799,10 @@ r = recommend_precision(70, memory_budget_gb=128, task="inference")
 assert set(r) >= {"precision", "memory_gb", "fits", "reasoning"}
 assert str(r["precision"]).lower() == "fp8" and bool(r["fits"]) and abs(float(r["memory_gb"]) - 84.0) <= 0.084
 assert len(str(recommend_precision(13)["reasoning"]).strip()) >= 10, "'reasoning' is a sentence or two"
+for size, prio in ((3, "memory"), (2, "quality"), (8.4, "quality")):
+    p = str(recommend_precision(size, task="training", quality_priority=prio)["precision"]).lower()
+    assert p != "fp4", "FP4 is not a training format"
+    assert p == ("bf16" if size == 2 else "fp8"), f"training a {size}B model with {prio} priority"
 print("Challenge: public checks passed")
 """, cell_id="advisor", grade=True, points=POINTS["advisor"])
 

@@ -26,15 +26,18 @@ ENV = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.e
 
 # Each typical mistake breaks these checks and no others (the demo writes these submissions).
 MISTAKE_FAILS = {
-    "snr_20log10": {"snr_known_value", "snr_gaussian_int8", "snr_half_amplitude", "snr_any_shape", "snr_by_format"},
-    "snr_amplitude": {"snr_known_value", "snr_gaussian_int8", "snr_half_amplitude", "snr_any_shape", "snr_by_format"},
-    "snr_swapped": {"snr_known_value", "snr_half_amplitude", "snr_any_shape", "snr_by_format"},
-    "memory_gib": {"memory_34b_inference", "memory_inference_values", "memory_training_values"},
+    "snr_20log10": {"snr_known_value", "snr_gaussian_int8_example", "snr_gaussian_int8", "snr_half_amplitude_example",
+                    "snr_half_amplitude", "snr_2d_example", "snr_any_shape", "snr_by_format_example", "snr_by_format"},
+    "snr_amplitude": {"snr_known_value", "snr_gaussian_int8_example", "snr_gaussian_int8", "snr_half_amplitude_example",
+                      "snr_half_amplitude", "snr_2d_example", "snr_any_shape", "snr_by_format_example", "snr_by_format"},
+    "snr_swapped": {"snr_known_value", "snr_half_amplitude_example", "snr_half_amplitude", "snr_2d_example",
+                    "snr_any_shape", "snr_by_format_example", "snr_by_format"},
+    "memory_gib": {"memory_34b_inference", "memory_inference_values", "memory_7b_training", "memory_training_values"},
     "memory_no_headroom": {"memory_34b_inference", "memory_inference_values"},
-    "memory_training_x4": {"memory_training_values"},
-    "advisor_fp4_training": {"advisor_training"},
-    "advisor_fp32_training": {"advisor_training"},
-    "advisor_ignores_budget": {"advisor_custom_budget"},
+    "memory_training_x4": {"memory_7b_training", "memory_training_values"},
+    "advisor_fp4_training": {"advisor_training_no_fp4", "advisor_training"},
+    "advisor_fp32_training": {"advisor_training_no_fp4", "advisor_training"},
+    "advisor_ignores_budget": {"advisor_custom_budget_16gb", "advisor_custom_budget"},
 }
 
 
@@ -315,6 +318,7 @@ def test_selfcheck_model_solution_passes_with_honest_banner(tmp_path):
     public = sum(ex.public_points for ex in CONTRACT.values())
     assert f"public checks: {public:g} of {public:g} points passed" in r.stdout, r.stdout[-2000:]
     assert f"Hidden checks worth {TOTAL - public:g} more points were NOT run" in r.stdout
+    assert r.stdout.count("self-check: lab321.ipynb") == 1  # the conftest and the installed plugin: once
 
 
 def test_selfcheck_tells_stubs_from_wrong_answers(tmp_path):
@@ -324,3 +328,57 @@ def test_selfcheck_tells_stubs_from_wrong_answers(tmp_path):
     assert r.returncode == 1
     assert "NOT IMPLEMENTED YET: memory" in r.stdout
     assert "WRONG: calculate_snr on original [3, 4], quantized [3, 3]" in r.stdout
+
+
+def test_selfcheck_anywhere_one_heading_per_notebook_and_syntax_errors(tmp_path):
+    """A notebook fetched through the exchange: no conftest.py, no course_config.py, any folder; a
+    Jupyter duplicate next to it with a SyntaxError in Exercise 1's cell (line 10 of that cell)."""
+    release = ROOT / "assignments" / LAB / f"{LAB}.ipynb"
+    demo.write_submission(release, tmp_path / f"{LAB}.ipynb", demo.solution_sources())
+    broken = demo.solution_sources()
+    src = broken["memory_solution"]
+    assert src.splitlines()[9] == "    table = {}", "line 10 of the model solution's Exercise 1 cell"
+    broken["memory_solution"] = src.replace("    table = {}\n", "    table = {\n", 1)
+    demo.write_submission(release, tmp_path / f"{LAB}-Copy1.ipynb", broken)
+    import nbformat
+    code_cells = [c for c in nbformat.read(release, as_version=4).cells if c.cell_type == "code"]
+    n = 1 + next(i for i, c in enumerate(code_cells) if c.metadata.get("nbgrader", {}).get("grade_id") == "memory_solution")
+    assert not any(p.name == "conftest.py" for p in tmp_path.rglob("*"))
+    r = subprocess.run([sys.executable, "-m", "pytest", f"{LAB}.ipynb", f"{LAB}-Copy1.ipynb", "-p", "no:cacheprovider"],
+                       cwd=tmp_path, capture_output=True, text=True, env=ENV)
+    out = r.stdout
+    assert r.returncode == 1, out[-3000:]
+    from grader.checks import CONTRACT
+    public = sum(ex.public_points for ex in CONTRACT.values())
+    memory_public = CONTRACT["memory"].public_points
+    heads = [line for line in out.splitlines() if "self-check: " in line]
+    assert len(heads) == 2 and f"self-check: {LAB}.ipynb " in heads[0] + " " and f"self-check: {LAB}-Copy1.ipynb" in heads[1]
+    first, second = out.split(heads[1], 1)[0].split(heads[0], 1)[1], out.split(heads[1], 1)[1]
+    assert f"public checks: {public:g} of {public:g} points passed (0 not implemented yet, 0 wrong)." in first
+    assert f"public checks: {public - memory_public:g} of {public:g} points passed" in second  # per notebook, not summed
+    assert f"SYNTAX ERROR in code cell {n} (line 10): '{{' was never closed" in second
+    assert "NOT IMPLEMENTED YET" not in out and "NameError" not in out
+    assert f"{2 * public:g} of" not in out
+
+
+def test_selfcheck_collects_no_notebook_for_the_test_suite(tmp_path):
+    """`pytest tests` and `pytest` (testpaths) collect the test suite only; a folder walk collects only
+    notebooks of this lab; a notebook named on the command line is always collected."""
+    import nbformat
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_one.py").write_text("def test_one():\n    assert True\n")
+    demo.write_submission(ROOT / "assignments" / LAB / f"{LAB}.ipynb", tmp_path / "tests" / f"{LAB}.ipynb",
+                          demo.solution_sources())
+    (tmp_path / "pyproject.toml").write_text('[tool.pytest.ini_options]\ntestpaths = ["tests"]\n')
+    nbformat.write(nbformat.v4.new_notebook(), tmp_path / "tests" / "other.ipynb")
+    run = lambda *args: subprocess.run([sys.executable, "-m", "pytest", "--co", "-q", "-p", "no:cacheprovider", *args],
+                                       cwd=tmp_path, capture_output=True, text=True, env=ENV).stdout
+    assert "ipynb" not in run(), "testpaths: no notebooks"
+    walked = run("tests")  # not the repository's tests/: a folder walk finds the lab's notebook only
+    assert f"{LAB}.ipynb::memory::memory_34b_inference" in walked and "other.ipynb" not in walked
+    assert "ipynb" not in subprocess.run([sys.executable, "-m", "pytest", "--co", "-q", "-p", "no:cacheprovider",
+                                          "tests/test_reference_lab.py", "tests"], cwd=ROOT, capture_output=True,
+                                         text=True, env=ENV).stdout
+    from grader import selfcheck
+    assert selfcheck.REPO_TESTS == ROOT / "tests"
+    assert "other.ipynb::memory" in run("tests/other.ipynb")  # named on the command line: collected

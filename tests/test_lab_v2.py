@@ -277,7 +277,8 @@ def test_advisor_with_weights_x4_is_told_why_its_rung_is_wrong():
 
 def test_training_ladder_feedback_for_fp32_and_fp4():
     _, failed = local_scores(LocalStudent(demo.MISTAKES["advisor_fp32_training"][1](demo.solution_sources())), SEEDS[0])
-    assert set(failed) == {"advisor_training"} and "FP32 is not ranked above BF16" in failed["advisor_training"]
+    assert set(failed) == {"advisor_training", "advisor_training_no_fp4"}  # the public sibling catches it too
+    assert "FP32 is not ranked above BF16" in failed["advisor_training_no_fp4"]
     _, failed = local_scores(LocalStudent(demo.MISTAKES["advisor_fp4_training"][1](demo.solution_sources())), SEEDS[0])
     assert "FP4 is not a training format" in failed["advisor_training"]
 
@@ -330,3 +331,34 @@ def test_exercise_1_prints_training_answers():
     assert "  bf16    131.2 GB  fits: False" in text and "  fp8     123.0 GB  fits: True" in text
     assert "  fp4     118.9 GB  fits: True" in text
     assert text.count("recommendation: bf16") == 1 and text.count("recommendation: fp8") == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Self-check anywhere: every hidden check has a public sibling; points per exercise unchanged
+# ---------------------------------------------------------------------------------------------
+
+def test_every_exercise_keeps_its_points_and_has_public_checks():
+    from grader.checks import CONTRACT
+    assert FULL == {"memory": 6.0, "snr": 6.0, "quantizer": 6.0, "advisor": 6.0}  # as declared before the split
+    for ex in CONTRACT.values():
+        assert 0 < ex.public_points < ex.points, ex.id
+
+
+def test_every_demo_mistake_fails_a_public_check():
+    """No mistake class passes the self-check silently."""
+    from grader.checks import CHECKS
+    public = {c.name for c in CHECKS if not c.hidden}
+    for sid, (_, fn) in demo.MISTAKES.items():
+        _, failed = local_scores(LocalStudent(fn(demo.solution_sources())), SEEDS[0])
+        assert set(failed) & public, sid
+
+
+def test_public_fp4_training_check_names_the_mistake_and_the_values_are_hand_checked():
+    # a training ladder that ends in fp4: memory priority for 3B gives fp4 (3 * 14.5 = 43.5 GB) instead of
+    # fp8 (3 * 15 = 45 GB); the public message says why
+    _, failed = local_scores(LocalStudent(demo.MISTAKES["advisor_fp4_training"][1](demo.solution_sources())), SEEDS[0])
+    assert "FP4 is not a training format" in failed["advisor_training_no_fp4"]
+    import reference as R
+    assert R.recommend_precision(3, 128, "training", "memory")["memory_gb"] == pytest.approx(45.0)
+    assert R.recommend_precision(8.4, 128, "training", "quality")["precision"] == "fp8"  # bf16 134.4 > 128, fp8 126
+    assert R.recommend_precision(10, 16, "inference", "quality")["precision"] == "fp8"  # bf16 24 > 16, fp8 12

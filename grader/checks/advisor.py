@@ -75,24 +75,42 @@ def _sizes(rng, n, lo=1, hi=150):
     return [round(float(rng.uniform(lo, hi)), 1) for _ in range(n)]
 
 
-@check("advisor", "advisor_70b", 1, "a 70B model, inference, balanced, 128 GB", hidden=False)
+@check("advisor", "advisor_70b", 0.5, "a 70B model, inference, balanced, 128 GB", hidden=False)
 def public_70b(student, rng):
     _ask(student, 70, 128, "inference", "balanced", "a 70B model (inference, balanced)")
 
 
-@check("advisor", "advisor_quality", 1, "inference with quality priority")
+@check("advisor", "advisor_quality_13b", 0.5, "a 13B model, inference, quality priority", hidden=False)
+def public_quality(student, rng):
+    _ask(student, 13, 128, "inference", "quality", "a 13B model (inference, quality)")
+
+
+@check("advisor", "advisor_quality", 0.5, "inference with quality priority")
 def quality(student, rng):
     for s in [7.0, 70.0, 150.0] + _sizes(rng, 3):
         _ask(student, s, 128, "inference", "quality", "inference with quality priority")
 
 
-@check("advisor", "advisor_memory_priority", 1, "memory priority")
+@check("advisor", "advisor_memory_priority_13b", 0.5, "a 13B model, inference, memory priority", hidden=False)
+def public_memory_priority(student, rng):
+    _ask(student, 13, 128, "inference", "memory", "a 13B model (inference, memory)")
+
+
+@check("advisor", "advisor_memory_priority", 0.5, "memory priority")
 def memory_priority(student, rng):
     for s in [7.0] + _sizes(rng, 3, 1, 60):
         _ask(student, s, 128, "inference", "memory", "inference with memory priority")
 
 
-@check("advisor", "advisor_training", 1, "training, all priorities")
+@check("advisor", "advisor_training_no_fp4", 0.5,
+       "training: 2B and 8.4B quality, 3B memory priority, 12B balanced (FP4 is not recommended for training)",
+       hidden=False)
+def public_training(student, rng):
+    for s, prio in ((2.0, "quality"), (8.4, "quality"), (3.0, "memory"), (12.0, "balanced")):
+        _ask(student, s, 128, "training", prio, f"a {s:g}B model (training, {prio})")
+
+
+@check("advisor", "advisor_training", 0.5, "training, all priorities")
 def training(student, rng):
     # 5B: bf16 80 GB fits; 8.2B: bf16 131.2 GB does not, fp8 123 GB does; 20B: nothing fits.
     anchors = [(5.0, "quality"), (5.0, "balanced"), (5.0, "memory"), (8.2, "quality"), (20.0, "balanced")]
@@ -100,10 +118,20 @@ def training(student, rng):
         _ask(student, s, 128, "training", prio, f"training with {prio} priority")
 
 
-@check("advisor", "advisor_nothing_fits", 1, "a model too large for every rung")
+@check("advisor", "advisor_nothing_fits_300b", 0.5, "a 300B model, inference, balanced, 128 GB", hidden=False)
+def public_nothing_fits(student, rng):
+    _ask(student, 300, 128, "inference", "balanced", "a 300B model (inference, balanced)")
+
+
+@check("advisor", "advisor_nothing_fits", 0.5, "a model too large for every rung")
 def nothing_fits(student, rng):
     for s in [500.0, round(float(rng.uniform(300, 900)), 1)]:
         _ask(student, s, 128, "inference", "balanced", "a model too large for the budget")
+
+
+@check("advisor", "advisor_custom_budget_16gb", 0.5, "a 10B model, inference, quality, 16 GB", hidden=False)
+def public_custom_budget(student, rng):
+    _ask(student, 10, 16, "inference", "quality", "a 10B model with a 16 GB budget (inference, quality)")
 
 
 @check("advisor", "advisor_custom_budget", 0.5, "budgets other than 128 GB")

@@ -107,7 +107,12 @@ def inference_values(student, rng):
                   "inference of other model sizes")
 
 
-@check("memory", "memory_training_values", 1, "several model sizes, training")
+@check("memory", "memory_7b_training", 0.5, "a 7B model, training, 128 GB", hidden=False)
+def public_7b_training(student, rng):
+    _check_values(student, [(7, 128.0, "training")], "a 7B model (training)")
+
+
+@check("memory", "memory_training_values", 0.5, "several model sizes, training")
 def training_values(student, rng):
     _check_values(student, [(7.0, 128.0, "training"), (13.0, 80.0, "training")] + _cases(rng, "training"),
                   "training of other model sizes")
@@ -117,7 +122,16 @@ def training_values(student, rng):
 FITS_ANCHORS = [(5.0, 80.0, "training"), (10.0, 40.0, "training"), (30.0, 48.0, "inference")]
 
 
-@check("memory", "memory_fits_budget", 1, "custom budgets, including a model exactly at the budget")
+@check("memory", "memory_fits_at_budget_example", 0.5, "a 4B model, training, 64 GB: bf16 exactly at the budget",
+       hidden=False)
+def public_fits(student, rng):
+    for size, budget, task in ((4.0, 64.0, "training"), (20.0, 24.0, "inference")):
+        _, rows = _table(student, size, budget, task, f"analyze_model_memory({size:g}, memory_budget_gb={budget:g}, "
+                                                      f"task={task!r})")
+        _check_fits(rows, size, budget, task, f"a {size:g}B model with a {budget:g} GB budget")
+
+
+@check("memory", "memory_fits_budget", 0.5, "custom budgets, including a model exactly at the budget")
 def fits_budget(student, rng):
     for size, budget, task in FITS_ANCHORS + _cases(rng, "inference", 2) + _cases(rng, "training", 2):
         label = "a model exactly at the budget" if (size, budget) == FITS_ANCHORS[0][:2] else "custom budgets"
@@ -130,7 +144,15 @@ REC_ANCHORS = [(150.0, 128.0, "inference"), (900.0, 64.0, "training"), (5.0, 128
                (7.0, 128.0, "inference"), (8.2, 128.0, "training")]
 
 
-@check("memory", "memory_recommendation", 1, "recommendations for inference and training, and when nothing fits")
+@check("memory", "memory_recommendation_examples", 0.5,
+       "recommendations: 100B inference, 8.2B and 13B training, 128 GB", hidden=False)
+def public_recommendation(student, rng):
+    for size, task in ((100.0, "inference"), (8.2, "training"), (13.0, "training")):
+        got, rows = _table(student, size, 128.0, task, f"analyze_model_memory({size:g}, task={task!r})")
+        _check_recommendation(got, rows, task, f"a {size:g}B model ({task})")
+
+
+@check("memory", "memory_recommendation", 0.5, "recommendations for inference and training, and when nothing fits")
 def recommendation(student, rng):
     for size, budget, task in REC_ANCHORS + _cases(rng, "inference", 2) + _cases(rng, "training", 2):
         got, rows = _table(student, size, budget, task, "analyze_model_memory")

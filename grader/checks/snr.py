@@ -9,7 +9,7 @@ import torch
 
 import reference
 
-from . import exercise, Fail, as_dict, as_number, check, close, ratio_hint
+from . import exercise, Fail, as_dict, as_number, check, close, ratio_hint, shown
 
 exercise("snr", "Exercise 2: signal-to-noise ratio", order=2)
 TOL_DB = 0.01  # the notebook states: SNR within 0.01 dB (float64 vs float32 sums differ far less)
@@ -30,14 +30,33 @@ def known_value(student, rng):
          public=True)
 
 
-@check("snr", "snr_gaussian_int8", 1, "Gaussian weights vs their INT8 quantization")
+def _fixed(n, scale=1.0, seed=2024):
+    return (np.random.default_rng(seed).standard_normal(n) * scale).astype(np.float32)
+
+
+@check("snr", "snr_gaussian_int8_example", 0.5, "1000 Gaussian weights (seed 2024) vs their INT8 quantization",
+       hidden=False)
+def public_gaussian_int8(student, rng):
+    x = _fixed(1000, 0.05)
+    q = reference.fake_quantize(torch.from_numpy(x), "int8").numpy()
+    _snr(student, x, q, "1000 Gaussian weights vs their INT8 quantization", public=True)
+
+
+@check("snr", "snr_gaussian_int8", 0.5, "Gaussian weights vs their INT8 quantization")
 def gaussian_int8(student, rng):
     x = rng.standard_normal(int(rng.integers(2000, 6000))).astype(np.float32) * float(rng.uniform(0.01, 0.2))
     q = reference.fake_quantize(torch.from_numpy(x), "int8").numpy()
     _snr(student, x, q, "Gaussian weights vs their INT8 quantization")
 
 
-@check("snr", "snr_half_amplitude", 1, "a quantized copy at half the amplitude (argument order matters)")
+@check("snr", "snr_half_amplitude_example", 0.5, "original [1, 2, 3, 4] vs quantized [0.5, 1, 1.5, 2]", hidden=False)
+def public_half_amplitude(student, rng):
+    x = np.array([1.0, 2.0, 3.0, 4.0], np.float32)
+    _snr(student, x, x * 0.5, "original [1, 2, 3, 4], quantized [0.5, 1, 1.5, 2] (the signal is the ORIGINAL's power)",
+         public=True)
+
+
+@check("snr", "snr_half_amplitude", 0.5, "a quantized copy at half the amplitude (argument order matters)")
 def half_amplitude(student, rng):
     x = rng.standard_normal(int(rng.integers(500, 1500))).astype(np.float32)
     _snr(student, x, (x * 0.5).astype(np.float32), "a copy scaled by 0.5 (is the signal the ORIGINAL's power?)")
@@ -52,16 +71,31 @@ def identical(student, rng):
         raise Fail("calculate_snr on identical tensors must return float('inf'): the noise power is 0.")
 
 
-@check("snr", "snr_any_shape", 0.5, "2-D tensors with large values and 10 dB of noise")
+@check("snr", "snr_2d_example", 0.25, "a 2x3 tensor with values in the thousands", hidden=False)
+def public_any_shape(student, rng):
+    x = np.array([[1000.0, -2000.0, 3000.0], [4000.0, -5000.0, 6000.0]], np.float32)
+    _snr(student, x, x + np.float32(100.0), "a 2x3 tensor [[1000, -2000, 3000], [4000, -5000, 6000]] + 100", public=True)
+
+
+@check("snr", "snr_any_shape", 0.25, "2-D tensors with large values and 10 dB of noise")
 def any_shape(student, rng):
     x = (rng.standard_normal((32, 48)) * 1000).astype(np.float32)
     q = (x + rng.standard_normal(x.shape) * 1000 * math.sqrt(0.1)).astype(np.float32)
     _snr(student, x, q, "2-D tensors with large values")
 
 
-@check("snr", "snr_by_format", 1, "snr_by_format on Gaussian weights")
+@check("snr", "snr_by_format_example", 0.5, "snr_by_format on 1024 Gaussian weights (seed 2024)", hidden=False)
+def public_by_format(student, rng):
+    _by_format(student, _fixed(1024, 0.02))
+
+
+@check("snr", "snr_by_format", 0.5, "snr_by_format on Gaussian weights")
 def by_format(student, rng):
-    w = rng.standard_normal(16 * int(rng.integers(200, 600))).astype(np.float32) * float(rng.uniform(0.02, 0.1))
+    _by_format(student, rng.standard_normal(16 * int(rng.integers(200, 600))).astype(np.float32)
+               * float(rng.uniform(0.02, 0.1)))
+
+
+def _by_format(student, w):
     got = as_dict(student.call("snr_by_format", w), "snr_by_format(weights)", ("int8", "int4", "fp8", "fp4"))
     t = torch.from_numpy(w)
     spec = {"int8": ("int8", {}), "int4": ("int4", {}), "fp8": ("fp8_e4m3", {}), "fp4": ("nvfp4", {})}
@@ -77,7 +111,14 @@ def by_format(student, rng):
                    "nvfp4_quantize) and your calculate_snr.")
 
 
-@check("snr", "best_format", 1, "BEST_FORMAT_FOR_GAUSSIAN: which format preserves Gaussian weights best")
+@check("snr", "best_format_is_a_key", 0.5, "BEST_FORMAT_FOR_GAUSSIAN is one of snr_by_format's keys", hidden=False)
+def public_best_format(student, rng):
+    got = student.get("BEST_FORMAT_FOR_GAUSSIAN")
+    if not isinstance(got, str) or got.strip().lower() not in ("int8", "int4", "fp8", "fp4"):
+        raise Fail(f"BEST_FORMAT_FOR_GAUSSIAN must be one of 'int8', 'int4', 'fp8', 'fp4'; it is {shown(got)}.")
+
+
+@check("snr", "best_format", 0.5, "BEST_FORMAT_FOR_GAUSSIAN: which format preserves Gaussian weights best")
 def best_format(student, rng):
     got = student.get("BEST_FORMAT_FOR_GAUSSIAN")
     if not isinstance(got, str):
