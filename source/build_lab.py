@@ -316,7 +316,11 @@ for fmt in ("fp8_e4m3", "fp8_e5m2"):
     noise = (gauss - q).pow(2).sum()
     print(f"{fmt}: {q.unique().numel()} distinct levels used, SNR {10 * torch.log10(gauss.pow(2).sum() / noise).item():.1f} dB")
 
-levels = round_to_float(torch.linspace(0, 448, 200_000), "fp8_e4m3").unique()
+# Every bit pattern of the format, decoded by torch, is every value it has: 0 and the 126 positive
+# finite ones (the all-ones pattern is NaN). A linspace would miss the smallest subnormals.
+codes = torch.arange(256, dtype=torch.int32).to(torch.uint8).view(torch.float8_e4m3fn).float()
+levels = codes[torch.isfinite(codes) & (codes >= 0)].unique()
+assert torch.equal(round_to_float(levels, "fp8_e4m3"), levels)  # our cast keeps every one of them
 plt.figure(figsize=(10, 2.5))
 plt.plot(levels.numpy(), np.zeros(len(levels)), "|", markersize=20)
 plt.xscale("symlog", linthresh=0.01)

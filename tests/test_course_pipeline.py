@@ -382,3 +382,16 @@ def test_selfcheck_collects_no_notebook_for_the_test_suite(tmp_path):
     from grader import selfcheck
     assert selfcheck.REPO_TESTS == ROOT / "tests"
     assert "other.ipynb::memory" in run("tests/other.ipynb")  # named on the command line: collected
+
+
+def test_notebook_e4m3_grid_has_every_value(teaching):
+    """The value-grid plot shows every non-negative E4M3 value (127: zero, 7 subnormals, 119 normals),
+    counted independently with ml_dtypes."""
+    import ml_dtypes
+    import numpy as np
+
+    every = np.arange(256, dtype=np.uint8).view(ml_dtypes.float8_e4m3fn).astype(np.float64)
+    want = np.unique(every[np.isfinite(every) & (every >= 0)])
+    assert len(want) == 127
+    got = teaching["levels"].double().numpy()
+    assert np.array_equal(np.sort(got), want)
