@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# One prepared GPU session for the device tool (an H100/H200 lent to a task; its image has
+# Python 3.12, torch + CUDA, numpy, ml-dtypes, pytest, hypothesis, matplotlib, but not IPython,
+# traitlets or nbformat, and no network). Two steps:
+#   bash benchmarks/gpu_session.sh fetch   # here: the wheels the image lacks -> .wheels/ (git-ignored)
+#   bash benchmarks/gpu_session.sh run     # there (carry .wheels): install them, run every GPU check once
+# `run` writes everything it prints to $OUT/gpu_session.log when $OUT is set (the device tool sets it).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PKGS="ipython traitlets decorator jedi parso matplotlib-inline pexpect ptyprocess prompt_toolkit wcwidth
+      pygments stack_data executing asttokens pure_eval typing_extensions nbformat fastjsonschema jsonschema
+      jsonschema-specifications referencing rpds-py attrs jupyter_core platformdirs"
+case "${1:-}" in
+  fetch)
+    rm -rf .wheels && mkdir -p .wheels
+    python3 -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: --python-version 3.12 \
+      --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .wheels $PKGS
+    ls .wheels | wc -l | xargs echo "wheels in .wheels:" ;;
+  run)
+    log="${OUT:-/tmp}/gpu_session.log"
+    {
+      date -u; nvidia-smi --query-gpu=name,compute_cap,driver_version --format=csv 2>&1
+      python3 -m pip install -q --no-deps --no-index .wheels/*.whl 2>&1 | tail -3
+      export PYTHONPATH="$PWD"
+      python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0))"
+      echo "== reference CPU vs CUDA, matmul bounds, timings"; python3 benchmarks/gpu_check_reference.py
+      echo "== device-check"; python3 -m grader device-check; echo "device-check exit $?"
+      echo "== CUDA in calls: model solution moved to CUDA, lanes"; python3 -m pytest -q -rs \
+        tests/test_execution_model.py tests/test_device.py tests/test_reference_device_arith.py tests/test_hostile_corpus.py
+      echo "== grade + self-check of a CUDA variant"
+      python3 - <<'PY'
+import json, subprocess, sys, tempfile, pathlib
+sys.path[:0] = ["tests", "."]
+from helpers import build, write_notebook
+cells = build(append="""
+import torch
+_snr, _by = calculate_snr, snr_by_format
+def calculate_snr(original, quantized):
+    return _snr(original.to("cuda"), quantized.to("cuda"))
+def snr_by_format(weights):
+    return _by(weights.to("cuda"))
+""")
+d = pathlib.Path(tempfile.mkdtemp())
+nb = write_notebook(cells, d / "lab321.ipynb")
+r = subprocess.run([sys.executable, "-m", "grader", "grade", str(nb), "--json"], capture_output=True, text=True)
+print("grade exit", r.returncode, r.stdout[-400:], r.stderr[-800:])
+from importlib.metadata import entry_points
+plugin = [] if any(e.value == "grader.selfcheck" for e in entry_points(group="pytest11")) else ["-p", "grader.selfcheck"]
+r = subprocess.run([sys.executable, "-m", "pytest", *plugin, str(nb), "-q"], capture_output=True, text=True)
+print("self-check exit", r.returncode, r.stdout[-1200:])
+PY
+    } 2>&1 | tee "$log" ;;
+  *) sed -n '2,9p' "$0"; exit 2 ;;
+esac
