@@ -603,11 +603,6 @@ class Sandbox:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
 
-    def close_worker(self) -> None:
-        """Stop the notebook process now (its keeper kills everything it started)."""
-        if self.proc is not None:
-            self.proc.kill()
-
     # -- calls -------------------------------------------------------------------------
     def call(self, name: str, *args: Any, timeout: Optional[float] = None, **kwargs: Any) -> Any:
         """Call the student's ``name(*args, **kwargs)``; return plain data or raise StudentError."""
@@ -635,9 +630,12 @@ class Sandbox:
     def budget_left(self) -> float:
         return float("inf") if self.deadline is None else self.deadline - time.monotonic()
 
-    def _request(self, op, name, args, kwargs, timeout):
+    def _check_budget(self) -> None:
         if self.budget_left() <= 0:
             raise BudgetExceeded(f"the notebook's time budget of {self.limits.notebook_budget:g} s is used up")
+
+    def _request(self, op, name, args, kwargs, timeout):
+        self._check_budget()
         self.wait_ready()
         if self.run.fault:
             raise EnvironmentFault(self.run.fault)
@@ -648,8 +646,7 @@ class Sandbox:
                                "called again")
         if self.proc.rep.eof or self.proc.rep.corrupt or self.proc.exit is not None:
             self._fresh_process()
-        if self.budget_left() <= 0:
-            raise BudgetExceeded(f"the notebook's time budget of {self.limits.notebook_budget:g} s is used up")
+        self._check_budget()
         timeout = min(float(timeout or self.limits.call_timeout), max(0.1, self.budget_left()))
         self._next_id += 1
         rid = self._next_id
