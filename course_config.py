@@ -9,7 +9,8 @@ c.CourseDirectory.release_directory = "assignments"  # generate_assignment write
 c.CourseDirectory.submitted_directory = "submitted"
 c.CourseDirectory.autograded_directory = "autograded"
 c.CourseDirectory.feedback_directory = "feedback"
-c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "build_lab.py"]
+# lab321.py is the notebook's jupytext source WITH the solutions: never copied into a release.
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "build_lab.py", "jupytext.toml", "lab321.py"]
 
 # Students get stubs; solutions never leave source/.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}

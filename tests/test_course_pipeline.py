@@ -46,6 +46,60 @@ def test_source_notebook_is_built_from_build_lab():
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+def _build_module():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("build_lab", ROOT / "source" / "build_lab.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_jupytext_pair_is_what_jupyter_would_save(tmp_path):
+    """Saving the .ipynb in JupyterLab (jupytext, with source/jupytext.toml) writes the committed .py unchanged,
+    and the .py read back gives the same cells: the pair is in jupytext's own canonical form."""
+    import jupytext
+    from jupytext.config import load_jupytext_configuration_file
+
+    cfg = load_jupytext_configuration_file(str(ROOT / "source" / "jupytext.toml"))
+    assert "ipynb,py:percent" in cfg.formats
+    shutil.copytree(ROOT / "source", tmp_path / "source")
+    (tmp_path / "source" / LAB / f"{LAB}.py").unlink()
+    r = subprocess.run([str(Path(sys.executable).parent / "jupytext"), "--sync", f"{LAB}/{LAB}.ipynb"],
+                       cwd=tmp_path / "source", capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    saved = (tmp_path / "source" / LAB / f"{LAB}.py").read_text()
+    assert saved == (SOURCE.parent / f"{LAB}.py").read_text(), "lab321.py is not in jupytext's canonical form"
+    import nbformat
+    ipynb = nbformat.read(SOURCE, as_version=4)
+    back = jupytext.reads(saved, fmt="py:percent")
+    assert [(c.cell_type, c.source, dict(c.metadata)) for c in back.cells] == \
+        [(c.cell_type, c.source, dict(c.metadata)) for c in ipynb.cells]
+
+
+def test_cell_ids_are_stable_when_a_cell_is_inserted():
+    mod = _build_module()
+    text = (SOURCE.parent / f"{LAB}.py").read_text()
+    before = [c.id for c in mod.build(text).cells]
+    assert len(set(before)) == len(before)
+    marker = "\n# %% [markdown]\n# ## Part 1"
+    assert marker in text
+    after = [c.id for c in mod.build(text.replace(marker, "\n# %%\nprint('a new cell')\n" + marker, 1)).cells]
+    assert len(after) == len(before) + 1
+    new = [i for i in after if i not in before]
+    assert len(new) == 1 and [i for i in after if i != new[0]] == before
+    graded = {c.metadata["nbgrader"]["grade_id"]: c.id for c in mod.build(text).cells if "nbgrader" in c.metadata}
+    assert all(gid == cid for gid, cid in graded.items())
+
+
+def test_build_refuses_grade_points_that_differ_from_the_checks():
+    mod = _build_module()
+    text = (SOURCE.parent / f"{LAB}.py").read_text()
+    bad = re.sub(r'("grade_id": "memory", "locked": true, "points": )[0-9.]+', r"\g<1>10.0", text, count=1)
+    assert bad != text
+    with pytest.raises(SystemExit, match="worth 10 points but its checks give"):
+        mod.build(bad)
+
+
 @pytest.fixture(scope="module")
 def teaching():
     """The notebook's teaching functions, from running the instructor notebook's cells."""
@@ -246,6 +300,8 @@ def test_committed_student_version_equals_fresh_generation(course):
     assert fresh == committed, "assignments/ is stale: run `nbgrader generate_assignment lab321 --force`"
     text = json.dumps(committed)
     assert "BEGIN SOLUTION" not in text and "10 * torch.log10(original" not in text
+    released = sorted(p.name for p in (course / "assignments" / LAB).iterdir())
+    assert released == [f"{LAB}.ipynb"], f"only the student notebook is released (the .py source has solutions): {released}"
 
 
 def _grade_json(path: Path) -> dict:

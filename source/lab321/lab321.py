@@ -1,0 +1,807 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: nbgrader,-all
+#     notebook_metadata_filter: kernelspec,-jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Lab 3.2.1: Data Type Exploration
+#
+# **What you will learn**
+# - how FP32, FP16, BF16, FP8 (E4M3/E5M2) and FP4 (E2M1) store a number, bit by bit
+# - how INT8/INT4 quantization works (symmetric and asymmetric) and what a scale costs
+# - how NVFP4 and MXFP4 use block scales to make 4 bits usable
+# - how much memory each precision needs, and which GPU runs which format natively
+# - how to measure quantization quality with the signal-to-noise ratio (SNR)
+#
+# **How this lab is graded.** Four graded exercises: `memory` (Exercise 1), `snr`
+# (Exercise 2), `quantizer` (Exercise 3: an FP8 and an NVFP4 encoder, bit for bit) and
+# `advisor` (the challenge). Each has a few *public* checks you can run here
+# and *hidden* checks with other inputs, run by the grader; every hidden check has a public sibling
+# on other inputs. **Self-check** (save the notebook first): in a terminal, in the folder of your
+# notebook, run `pytest lab321.ipynb` (any path or file name works, e.g. `pytest lab321-Copy1.ipynb`;
+# `pip install` of the course package registers the self-check with pytest), or
+# `./lab check PATH/TO/lab321.ipynb` in the course checkout. It runs your notebook in the grader's
+# sandbox and prints one heading per notebook with its public points. Passing the public checks
+# does not mean full marks.
+#
+# Every number this notebook states is printed by a code cell, so you can check it yourself.
+
+# %% [markdown]
+# ## Part 0: Environment check
+#
+# GPUs multiply some formats in hardware on their tensor cores; PyTorch runs a format
+# *natively* when it has a matmul kernel for it on that GPU (`torch.mm`, `torch._int_mm`,
+# `torch._scaled_mm`). Everything else is emulated in software, which is what this notebook
+# does so it runs anywhere, CPU included. What the silicon has and what PyTorch runs are not
+# the same thing:
+#
+# | GPU | compute capability | FP8 tensor cores | FP4 tensor cores | native in PyTorch (besides FP32/FP16/BF16/INT8) |
+# |---|---|---|---|---|
+# | A100, RTX 30 (Ampere) | 8.0, 8.6 | no | no | none |
+# | L4, L40, RTX 40 (Ada) | 8.9 | **yes** | no | FP8 |
+# | H100, H200 (Hopper) | 9.0 | yes | no | FP8 |
+# | B200 / B300 (Blackwell) | 10.0 / 10.3 | yes | yes: NVFP4, MXFP4 (+ MXFP8, MXFP6) | FP8, MXFP8, NVFP4, MXFP4 |
+# | RTX 50 (Blackwell) | 12.0 | yes | yes: NVFP4, MXFP4 (+ MXFP8, MXFP6) | FP8, NVFP4 (PyTorch's MX path targets 10.x) |
+# | DGX Spark GB10 | 12.1 | yes | yes: NVFP4, MXFP4 (+ MXFP8, MXFP6) | FP8, NVFP4 |
+#
+# Note Ada (8.9): FP8 is not Hopper-only. Hopper (9.0) introduced FP8 tensor cores, and Ada's
+# have them too. (Tensor cores run FP32 matmuls as TF32; FP6 exists on Blackwell as MXFP6.)
+
+# %% nbgrader={"grade": false, "grade_id": "environment", "locked": true, "schema_version": 3, "solution": false}
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+
+def native_formats(capability):
+    # Formats current PyTorch runs natively (has a matmul kernel for) on a GPU of compute capability
+    # (major, minor); None = no GPU. The silicon may have more (reference.hardware_formats).
+    if capability is None:
+        return ()
+    major, minor = capability
+    fmts = ["fp32", "fp16", "bf16", "int8"] if major >= 8 else ["fp32", "fp16", "int8"]
+    if (major, minor) >= (8, 9):
+        fmts += ["fp8_e4m3", "fp8_e5m2"]
+    if major in (10, 11):
+        fmts += ["mxfp8", "nvfp4", "mxfp4", "fp4_e2m1"]
+    elif major >= 12:
+        fmts += ["nvfp4", "fp4_e2m1"]
+    return tuple(fmts)
+
+
+ALL_FORMATS = ("fp32", "fp16", "bf16", "fp8_e4m3", "fp8_e5m2", "fp4_e2m1", "int8", "int4", "nvfp4", "mxfp4", "mxfp8")
+
+
+def environment_report(capability=None, name=None):
+    # Describe a device: its capability, native formats and what runs emulated.
+    native = native_formats(capability)
+    lines = [f"PyTorch {torch.__version__}", f"Device: {name or 'CPU only'}"]
+    if capability is not None:
+        lines.append(f"Compute capability: {capability[0]}.{capability[1]}")
+    lines.append("Native formats: " + (", ".join(native) if native else "none (no GPU)"))
+    lines.append("Emulated here: " + ", ".join(f for f in ALL_FORMATS if f not in native))
+    return "\n".join(lines)
+
+
+if torch.cuda.is_available():
+    print(environment_report(torch.cuda.get_device_capability(0), torch.cuda.get_device_name(0)))
+else:
+    print(environment_report())
+
+# %% [markdown]
+# ## Part 1: How a float stores a number
+#
+# A binary float has a sign bit, `E` exponent bits and `M` mantissa bits. A *normal* number is
+# `(-1)^s * 2^(e - bias) * (1 + m / 2^M)`; when the exponent field is 0 the number is
+# *subnormal*: `(-1)^s * 2^(1 - bias) * (m / 2^M)`. What the all-ones exponent field means
+# differs by format:
+#
+# - IEEE-like (FP32, FP16, BF16, FP8 **E5M2**): all-ones exponent = inf or NaN.
+# - FP8 **E4M3FN** (the "FN" = finite): only `S.1111.111` is NaN, so the top binade still holds
+#   numbers. That is why its largest value is 448 and not 240 (240 would be the largest value
+#   of an IEEE-style E4M3).
+# - FP4 **E2M1**: no inf, no NaN; all 16 codes are numbers.
+#
+# The cell below derives each format's largest value and smallest normal from the bit layout.
+
+# %% nbgrader={"grade": false, "grade_id": "formats", "locked": true, "schema_version": 3, "solution": false}
+# name: (exponent bits, mantissa bits, bias, what the all-ones exponent means)
+FLOAT_FORMATS = {
+    "fp32": (8, 23, 127, "ieee"),
+    "fp16": (5, 10, 15, "ieee"),
+    "bf16": (8, 7, 127, "ieee"),
+    "fp8_e4m3": (4, 3, 7, "fn"),
+    "fp8_e5m2": (5, 2, 15, "ieee"),
+    "fp4_e2m1": (2, 1, 1, "none"),
+}
+
+
+def format_max(exp_bits, man_bits, bias, specials):
+    # Largest finite value, from the bit layout.
+    top_field = 2**exp_bits - 1 if specials != "ieee" else 2**exp_bits - 2
+    top_mant = 2**man_bits - 1 if specials != "fn" else 2**man_bits - 2
+    return 2.0 ** (top_field - bias) * (1 + top_mant / 2**man_bits)
+
+
+def format_min_normal(exp_bits, man_bits, bias, specials):
+    return 2.0 ** (1 - bias)
+
+
+print(f"{'format':<10}{'bits':>5}{'max':>14}{'min normal':>14}{'min subnormal':>16}")
+for name, (e, m, b, sp) in FLOAT_FORMATS.items():
+    print(f"{name:<10}{1 + e + m:>5}{format_max(e, m, b, sp):>14.6g}"
+          f"{format_min_normal(e, m, b, sp):>14.6g}{2.0 ** (1 - b - m):>16.6g}")
+
+
+# %% [markdown]
+# ### Rounding to a format
+#
+# To round `x` to a float format: find its binade `2^k <= |x| < 2^(k+1)` (never below the
+# smallest normal binade), so one step of the format there is `2^(k - M)`; round `|x| / step`
+# to the nearest integer, **ties to even**; multiply back; saturate at the largest value.
+# `torch.frexp` gives the binade exactly, and `torch.round` rounds half to even.
+
+# %% nbgrader={"grade": false, "grade_id": "rounding", "locked": true, "schema_version": 3, "solution": false}
+def round_to_float(x, fmt):
+    # Round float32 x to a float format: nearest, ties to even, saturate at +-max, NaN stays NaN.
+    e, m, b, sp = FLOAT_FORMATS[fmt]
+    x = x.float()
+    if m >= 23:
+        return x.clone()
+    a = x.abs().clamp(max=format_max(e, m, b, sp))
+    _, exponent = torch.frexp(a)                       # a = mantissa * 2**exponent, mantissa in [0.5, 1)
+    binade = (exponent - 1).clamp(min=1 - b)           # floor(log2 a), never below the smallest normal binade
+    step = torch.ldexp(torch.ones_like(a), binade - m)  # one step of the format in this binade
+    return torch.copysign(torch.round(a / step) * step, x)
+
+
+pi = torch.tensor([math.pi])
+print(f"{'format':<10}{'pi stored as':>16}{'abs error':>12}")
+for name in FLOAT_FORMATS:
+    stored = round_to_float(pi, name).item()
+    print(f"{name:<10}{stored:>16.10f}{abs(stored - math.pi):>12.2e}")
+
+fp4 = round_to_float(torch.tensor([0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0, 7.0]), "fp4_e2m1")
+print("FP4 ties to even: 0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5, 7 ->", fp4.tolist())
+
+# %% [markdown]
+# ### Round-trip error of FP16 and BF16
+#
+# FP16 has more mantissa bits (finer steps), BF16 more exponent bits (FP32's range). Round
+# Gaussian "weights" through each and look at the relative error.
+
+# %%
+torch.manual_seed(0)
+weights = torch.randn(50_000) * 0.05
+fig, ax = plt.subplots(1, 2, figsize=(12, 4))
+for i, name in enumerate(["fp16", "bf16"]):
+    rel = ((round_to_float(weights, name) - weights).abs() / weights.abs()).numpy()
+    ax[i].hist(np.log10(rel[rel > 0]), bins=80, color=["tab:blue", "tab:orange"][i])
+    ax[i].set(title=f"{name}: log10 relative error", xlabel="log10(|error| / |x|)")
+    print(f"{name}: median relative error {np.median(rel):.2e}, max {rel.max():.2e}")
+plt.tight_layout()
+plt.show()
+print("FP16 largest value:", format_max(*FLOAT_FORMATS["fp16"]), "- beyond it FP16 overflows; BF16 reaches",
+      f"{format_max(*FLOAT_FORMATS['bf16']):.3g}")
+
+
+# %% [markdown]
+# ## Part 2: Integer quantization (INT8 and INT4)
+#
+# **Symmetric** (one scale per tensor): `scale = max(|x|) / qmax`, `q = clamp(round(x / scale), qmin, qmax)`,
+# value `q * scale`, with `qmax = 2^(b-1) - 1` (127 for INT8, 7 for INT4) and `qmin = -2^(b-1)`.
+#
+# **Asymmetric** (scale and zero point): widen the range to include 0 (`lo = min(min(x), 0)`,
+# `hi = max(max(x), 0)`), then `scale = (hi - lo) / (qmax - qmin)`,
+# `zero_point = clamp(qmin - round(lo / scale), qmin, qmax)`, `q = clamp(round(x / scale) + zero_point, qmin, qmax)`,
+# value `(q - zero_point) * scale`. Asymmetric helps when the data is not centred on 0 (e.g. after a ReLU).
+
+# %% nbgrader={"grade": false, "grade_id": "int_quant", "locked": true, "schema_version": 3, "solution": false}
+def symmetric_quantize(x, bits):
+    # Fake-quantize x to a signed `bits`-bit integer with one scale = max|x| / qmax.
+    qmin, qmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    x = x.float()
+    scale = x.abs().max() / qmax
+    if scale == 0:
+        scale = torch.tensor(1.0)
+    return torch.clamp(torch.round(x / scale), qmin, qmax) * scale
+
+
+def asymmetric_quantize(x, bits):
+    # Fake-quantize x with a scale and a zero point covering [min(x, 0), max(x, 0)].
+    qmin, qmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    x = x.float()
+    lo, hi = x.min().clamp(max=0), x.max().clamp(min=0)
+    scale = (hi - lo) / (qmax - qmin)
+    if scale == 0:
+        scale = torch.tensor(1.0)
+    zero_point = torch.clamp(qmin - torch.round(lo / scale), qmin, qmax)
+    q = torch.clamp(torch.round(x / scale) + zero_point, qmin, qmax)
+    return (q - zero_point) * scale
+
+
+relu_acts = torch.relu(torch.randn(10_000))
+for bits in (8, 4):
+    for name, fn in (("symmetric", symmetric_quantize), ("asymmetric", asymmetric_quantize)):
+        err = (fn(relu_acts, bits) - relu_acts).pow(2).mean().sqrt().item()
+        print(f"INT{bits} {name:<10} on ReLU activations: RMS error {err:.5f}")
+
+# %%
+w = torch.randn(2000) * 0.05
+fig, ax = plt.subplots(1, 3, figsize=(15, 4))
+ax[0].hist(w.numpy(), bins=100, color="gray"); ax[0].set_title("FP32 weights")
+for i, bits in ((1, 8), (2, 4)):
+    q = symmetric_quantize(w, bits)
+    ax[i].hist(q.numpy(), bins=100, color="tab:green")
+    ax[i].set_title(f"INT{bits}: {q.unique().numel()} distinct values")
+plt.tight_layout()
+plt.show()
+
+
+# %% [markdown]
+# ## Part 3: FP8 — E4M3 and E5M2 as real floating point
+#
+# FP8 is a real 8-bit float: its values are spaced geometrically (fine near 0, coarse far
+# away), not on a uniform grid. We scale the tensor so its largest magnitude lands on the
+# format's largest value (`scale = max|x| / max`), round to the format, and scale back.
+# E4M3 (more mantissa) is the usual choice for weights and activations; E5M2 (more range)
+# for gradients.
+
+# %% nbgrader={"grade": false, "grade_id": "fp8", "locked": true, "schema_version": 3, "solution": false}
+def fp8_quantize(x, fmt="fp8_e4m3"):
+    # Fake-quantize x to FP8 with one per-tensor scale = max|x| / max of the format.
+    fmax = format_max(*FLOAT_FORMATS[fmt])
+    x = x.float()
+    scale = x.abs().max() / fmax
+    if scale == 0:
+        scale = torch.tensor(1.0)
+    return round_to_float(x / scale, fmt) * scale
+
+
+gauss = torch.randn(200_000, generator=torch.Generator().manual_seed(0))
+for fmt in ("fp8_e4m3", "fp8_e5m2"):
+    q = fp8_quantize(gauss, fmt)
+    noise = (gauss - q).pow(2).sum()
+    print(f"{fmt}: {q.unique().numel()} distinct levels used, SNR {10 * torch.log10(gauss.pow(2).sum() / noise).item():.1f} dB")
+
+# Every bit pattern of the format, decoded by torch, is every value it has: 0 and the 126 positive
+# finite ones (the all-ones pattern is NaN). A linspace would miss the smallest subnormals.
+codes = torch.arange(256, dtype=torch.int32).to(torch.uint8).view(torch.float8_e4m3fn).float()
+levels = codes[torch.isfinite(codes) & (codes >= 0)].unique()
+assert torch.equal(round_to_float(levels, "fp8_e4m3"), levels)  # our cast keeps every one of them
+plt.figure(figsize=(10, 2.5))
+plt.plot(levels.numpy(), np.zeros(len(levels)), "|", markersize=20)
+plt.xscale("symlog", linthresh=0.01)
+plt.title(f"The {len(levels)} non-negative E4M3 values (symlog axis): geometric spacing")
+plt.show()
+
+
+# %% [markdown]
+# **Compare with INT8.** Both use 8 bits. Which preserves Gaussian weights better with one
+# per-tensor scale? Run the cell: the answer is measured, not assumed. (Hint: INT8's 255
+# uniform levels cover a Gaussian's bulk finely; FP8 spends many of its levels on tiny
+# magnitudes and has coarse steps near the maximum.) FP formats win when data has a
+# heavy tail or outliers, and fine-grained block scales win on top of that — see Part 4.
+
+# %%
+def snr_db(signal, error):
+    # SNR in dB from a signal and its quantization ERROR (q - x): Exercise 2 asks for it from x and q.
+    return 10 * math.log10(signal.double().pow(2).mean().item() / error.double().pow(2).mean().item())
+
+
+heavy = torch.distributions.StudentT(2.0).sample((200_000,))
+for label, data in (("Gaussian", gauss), ("heavy-tailed (Student-t, 2 dof)", heavy)):
+    print(f"{label:<32} INT8 {snr_db(data, symmetric_quantize(data, 8) - data):5.1f} dB   "
+          f"FP8 E4M3 {snr_db(data, fp8_quantize(data) - data):5.1f} dB")
+
+
+# %% [markdown]
+# ## Part 4: FP4 — E2M1, NVFP4 and MXFP4
+#
+# E2M1 has just 15 values: 0, ±0.5, ±1, ±1.5, ±2, ±3, ±4, ±6. One scale per tensor is far too
+# coarse for 4 bits, so 4-bit formats scale small **blocks**:
+#
+# - **NVFP4** (NVIDIA): blocks of 16 along the last dimension, each with an **FP8 E4M3** scale,
+#   plus one FP32 scale per tensor. 4 bits + 8/16 = **4.5 bits per weight**.
+#   Tensor scale `t = max|x| / (448 * 6)`; block scale `s = e4m3(max|block| / 6 / t)`
+#   (clamped to [2^-6, 448]); element `q = e2m1(x / (t * s))`, value `q * t * s`.
+# - **MXFP4** (OCP Microscaling v1.0): blocks of 32, each with an **E8M0** scale (a power of two):
+#   `s = 2^(floor(log2 max|block|) - 2)` (2 = E2M1's largest exponent); element
+#   `q = e2m1(clamp(x / s, -6, 6))`. 4 + 8/32 = **4.25 bits per weight**.
+
+# %% nbgrader={"grade": false, "grade_id": "fp4", "locked": true, "schema_version": 3, "solution": false}
+def nvfp4_quantize(x, block=16):
+    # Fake-quantize x (last dimension a multiple of 16) to NVFP4: E2M1 x E4M3 block scale x FP32 tensor scale.
+    x = x.float()
+    blocks = x.reshape(*x.shape[:-1], x.shape[-1] // block, block)
+    amax = x.abs().max()
+    t = amax / (448.0 * 6.0) if amax > 0 else torch.tensor(1.0)
+    block_amax = blocks.abs().amax(dim=-1, keepdim=True)
+    s = round_to_float((block_amax / 6.0 / t).clamp(min=2.0**-6, max=448.0), "fp8_e4m3")
+    q = round_to_float((blocks * ((1.0 / t) / s)).clamp(-6.0, 6.0), "fp4_e2m1")
+    return (q * (t * s)).reshape(x.shape)
+
+
+def mxfp4_quantize(x, block=32):
+    # Fake-quantize x (last dimension a multiple of 32) to MXFP4: E2M1 x E8M0 power-of-two block scale.
+    x = x.float()
+    blocks = x.reshape(*x.shape[:-1], x.shape[-1] // block, block)
+    _, exponent = torch.frexp(blocks.abs().amax(dim=-1, keepdim=True))
+    scale_exp = (exponent - 1 - 2).clamp(-127, 127)  # floor(log2 amax) - emax(E2M1); a zero block gets 2**-127
+    s = torch.ldexp(torch.ones_like(blocks[..., :1]), scale_exp)
+    q = round_to_float((blocks / s).clamp(-6.0, 6.0), "fp4_e2m1")
+    return (q * s).reshape(x.shape)
+
+
+def int4_block_quantize(x, block=16):
+    # The control: INT4 (-7..7) with NVFP4's block structure (16 elements, E4M3 block scale, FP32 tensor
+    # scale), so it costs the same 4.5 bits. Only the element format differs from NVFP4.
+    x = x.float()
+    blocks = x.reshape(*x.shape[:-1], x.shape[-1] // block, block)
+    amax = x.abs().max()
+    t = amax / (448.0 * 7.0) if amax > 0 else torch.tensor(1.0)
+    block_amax = blocks.abs().amax(dim=-1, keepdim=True)
+    s = round_to_float((block_amax / 7.0 / t).clamp(min=2.0**-6, max=448.0), "fp8_e4m3")
+    q = torch.round(blocks * ((1.0 / t) / s)).clamp(-7.0, 7.0)  # round half to even
+    return (q * (t * s)).reshape(x.shape)
+
+
+w = torch.randn(512, 1024, generator=torch.Generator().manual_seed(1)) * 0.02
+FOUR_BIT_SNR = {}
+for name, q in (("INT4 per-tensor", symmetric_quantize(w, 4)), ("FP4 E2M1 per-tensor", fp8_quantize(w, "fp4_e2m1")),
+                ("MXFP4 (32, E8M0)", mxfp4_quantize(w)), ("NVFP4 (16, E4M3)", nvfp4_quantize(w)),
+                ("INT4 (16, E4M3)", int4_block_quantize(w))):
+    FOUR_BIT_SNR[name] = snr_db(w, q - w)
+    print(f"{name:<22} SNR {FOUR_BIT_SNR[name]:5.1f} dB")
+print(f"Same 4.5 bits, same blocks: INT4 {FOUR_BIT_SNR['INT4 (16, E4M3)']:.1f} dB vs NVFP4 "
+      f"{FOUR_BIT_SNR['NVFP4 (16, E4M3)']:.1f} dB on Gaussian weights: the blocks, not the FP4 element, win here.")
+print(f"NVFP4 is {16 / 4.5:.2f}x smaller than FP16/BF16 and {8 / 4.5:.2f}x smaller than FP8; MXFP4 {16 / 4.25:.2f}x vs FP16")
+
+# %%
+fig, ax = plt.subplots(1, 2, figsize=(13, 4))
+e2m1 = torch.tensor([0, 0.5, 1, 1.5, 2, 3, 4, 6.0])
+int4 = torch.arange(0, 8.0) * 6 / 7
+ax[0].plot(e2m1.numpy(), np.ones(8), "o", label="E2M1 (FP4)")
+ax[0].plot(int4.numpy(), np.zeros(8), "s", label="INT4 scaled to the same max")
+ax[0].set_yticks([]); ax[0].legend(); ax[0].set_title("Non-negative levels: FP4 is denser near 0")
+sample = w[:8].reshape(-1)
+for name, q in (("INT4", symmetric_quantize(w, 4)), ("NVFP4", nvfp4_quantize(w))):
+    ax[1].hist((q - w).reshape(-1).numpy(), bins=120, alpha=0.6, label=name)
+ax[1].set_title("Error distribution"); ax[1].legend()
+plt.tight_layout()
+plt.show()
+
+
+# %% [markdown]
+# **A fair comparison.** Per-tensor INT4 against NVFP4 mixes two things: the element format and
+# the block scales. The control row, INT4 with NVFP4's own blocks and E4M3 scales (the same 4.5
+# bits), separates them: on Gaussian weights it is the **block scaling** that wins, and INT4's
+# uniform grid even beats E2M1 inside a block. FP4's denser levels near zero pay off on heavy-tailed
+# blocks (outliers), as FP8 did against INT8 in Part 3.
+#
+# **About accuracy claims.** NVIDIA's NVFP4 announcement reports about 1% or less accuracy loss
+# on key tasks for large models quantized to NVFP4 (and published Nemotron results lose about
+# 0.9 points on MMLU-Pro); a "<0.1% loss" claim has no source. What you measured above is
+# the reconstruction SNR of weights, which is a different (and model-independent) quantity.
+
+# %% [markdown]
+# ## Exercise 3 (graded: `quantizer`): write the quantizer, bit for bit
+#
+# Real FP8/FP4 kernels consume **bit patterns**, not float32 values. Write two encoders.
+#
+# **`e4m3_encode(x)`**: the FP8 E4M3FN bit pattern of every element of the float32 tensor `x`, as a
+# `torch.uint8` tensor of the same shape. Bit 7 is the sign, bits 6-3 the exponent field (bias 7),
+# bits 2-0 the mantissa (Part 1). Round to nearest, **ties to even**; **saturate**: anything beyond
+# 448 (and +-inf) becomes +-448 (0x7E / 0xFE); NaN stays NaN (0x7F or 0xFF); -0.0 keeps its sign (0x80),
+# and so does a tiny negative value that rounds to zero. Exponent field 0 holds the subnormals
+# (`m * 2^-9`). Work from the bit layout: `torch.frexp` gives the binade, `torch.round` rounds half to
+# even. (`x.to(torch.float8_e4m3fn).view(torch.uint8)` would do it for you on torch >= 2.12; use it to
+# test your own version, not as your answer: the point is to know where every bit comes from.)
+#
+# **`nvfp4_encode(x)`** (last dimension a multiple of 16) returns
+# `{"codes": uint8 tensor shaped like x, "scale_codes": uint8 tensor (..., n // 16), "tensor_scale": float}`:
+#
+# - tensor scale (decode direction) `t = max|x| / (448 * 6)`, NaN ignored; 1 for an all-zero tensor;
+# - block scale `s = e4m3(clamp(max|block| / 6 / t, 2^-6, 448))`, stored as its E4M3 code
+#   (`e4m3_encode`); a block holding a NaN gets a NaN scale;
+# - element code: `e2m1(clamp(x * ((1 / t) / s), -6, 6))` as a 4-bit code: bit 3 the sign, bits 2-0 the index of
+#   the magnitude in `0, 0.5, 1, 1.5, 2, 3, 4, 6` (ties to even, so 0.75 -> 1 and 2.5 -> 2).
+#
+# Compute the quotients in this order, in float32, dividing by **tensors** (`torch.div(a, torch.tensor(6.0))`):
+# on a GPU, `tensor / 6.0` is computed as a multiplication by `1/6`, which is off by one ulp often enough
+# to change a code. The grader compares with `reference.quantize(x, "nvfp4")` bit for bit on ties,
+# subnormals, saturation, all-zero and NaN blocks, heavy tails and 40 binades (codes inside a NaN block
+# are not compared). Partial credit: one point per property.
+
+# %% nbgrader={"grade": false, "grade_id": "quantizer_solution", "locked": false, "schema_version": 3, "solution": true}
+def e4m3_encode(x):
+    # FP8 E4M3FN bit patterns (torch.uint8) of float32 x: nearest-even, saturating, NaN stays NaN.
+    ### BEGIN SOLUTION
+    x = torch.as_tensor(x, dtype=torch.float32)
+    sign = torch.signbit(x).to(torch.int32) << 7
+    nan = torch.isnan(x)
+    a = torch.nan_to_num(x.abs(), nan=0.0).clamp(max=448.0)    # +-inf and beyond 448 saturate
+    _, exponent = torch.frexp(a)                                 # a = m * 2**exponent, m in [0.5, 1)
+    binade = (exponent - 1).clamp(min=-6)                        # never below the smallest normal binade
+    n = torch.round(torch.ldexp(a, 3 - binade)).to(torch.int32)  # steps of 2**(binade - 3), ties to even
+    carry = n >= 16                                              # rounded up into the next binade
+    n = torch.where(carry, n // 2, n)
+    binade = binade + carry.to(binade.dtype)
+    normal = n >= 8                                              # else: a subnormal (exponent field 0)
+    exp_field = torch.where(normal, binade + 7, torch.zeros_like(binade))
+    mantissa = torch.where(normal, n - 8, n)
+    code = sign | (exp_field << 3) | mantissa
+    return torch.where(nan, torch.full_like(code, 0x7F), code).to(torch.uint8)
+    ### END SOLUTION
+
+
+def nvfp4_encode(x):
+    # NVFP4 codes: E2M1 element codes, E4M3 block-scale codes (blocks of 16), FP32 tensor scale.
+    ### BEGIN SOLUTION
+    x = torch.as_tensor(x, dtype=torch.float32)
+    const = lambda v: torch.tensor(v, dtype=torch.float32, device=x.device)  # noqa: E731
+    blocks = x.reshape(*x.shape[:-1], x.shape[-1] // 16, 16)
+    block_amax = blocks.abs().amax(dim=-1, keepdim=True)        # NaN propagates: a NaN block
+    t = torch.div(torch.nan_to_num(block_amax, nan=0.0).amax(), const(448.0 * 6))
+    t = torch.where(t > 0, t, torch.ones_like(t))
+    s = round_to_float(torch.div(torch.div(block_amax, const(6.0)), t).clamp(2.0**-6, 448.0), "fp8_e4m3")
+    q = round_to_float((blocks * torch.div(torch.div(const(1.0), t), s)).clamp(-6.0, 6.0), "fp4_e2m1")
+    grid = const([0, 0.5, 1, 1.5, 2, 3, 4, 6])
+    magnitude = torch.searchsorted(grid, torch.nan_to_num(q.abs(), nan=0.0).contiguous())
+    codes = (torch.signbit(q).to(torch.int64) << 3) | magnitude
+    codes = torch.where(torch.isnan(s), torch.zeros_like(codes), codes)  # a NaN block: its scale says NaN
+    return {"codes": codes.reshape(x.shape).to(torch.uint8),
+            "scale_codes": e4m3_encode(s).squeeze(-1),
+            "tensor_scale": float(t)}
+    ### END SOLUTION
+
+
+print([hex(c) for c in e4m3_encode(torch.tensor([1.0, 1.0625, 1.1875, 500.0, -0.0, float("nan")])).tolist()])
+print(nvfp4_encode(torch.linspace(-1, 1, 32))["scale_codes"])
+
+# %% nbgrader={"grade": true, "grade_id": "quantizer", "locked": true, "points": 6.0, "schema_version": 3, "solution": false}
+# Public checks for Exercise 3 (the grader also runs hidden checks with other inputs).
+codes = e4m3_encode(torch.tensor([1.0, 1.0625, 1.1875, 448.0, 500.0, -float("inf"), 2.0**-9, 2.0**-10, -0.0]))
+assert [int(c) for c in codes] == [0x38, 0x38, 0x3A, 0x7E, 0x7E, 0xFE, 0x01, 0x00, 0x80], [hex(int(c)) for c in codes]
+assert int(e4m3_encode(torch.tensor([float("nan")]))[0]) in (0x7F, 0xFF), "NaN stays NaN"
+enc = nvfp4_encode(torch.tensor([[0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0, 6.0] * 2]) * 448)
+assert float(enc["tensor_scale"]) == 1.0 and [int(c) for c in enc["scale_codes"].reshape(-1)] == [0x7E]
+assert [int(c) for c in enc["codes"].reshape(-1)][:8] == [0, 2, 2, 4, 4, 6, 6, 7], "E2M1 ties to even"
+print("Exercise 3: public checks passed")
+
+# %% [markdown]
+# ## Part 5: Memory
+#
+# **The rules used throughout this lab (and by the grader):**
+#
+# 1. Weights take `params_billions * bytes_per_param` GB, with **GB = 10^9 bytes** (not GiB).
+#    Bytes per parameter: fp32 4, fp16/bf16 2, fp8/int8 1, fp4/int4 0.5: the elements only,
+#    **no scale overhead** (the grader also accepts fp4 counted as NVFP4 with its scales, 4.5 bits
+#    = 0.5625 B, or MXFP4, 4.25 bits, and int4 with an FP16 scale per 128, 4.125 bits).
+# 2. **Inference** needs the weights **× 1.2**. The 20% is a rule of thumb for the KV cache and
+#    activations at modest contexts (a few thousand tokens, one sequence at a time). The KV cache
+#    stores K and V for every layer, KV head and token:
+#    `KV bytes = 2 × layers × kv_heads × head_dim × seq_len × batch × bytes_per_value`; the cell
+#    below works an example and shows where 20% stops being enough.
+# 3. **Training** with Adam needs, per parameter (the ZeRO paper's accounting, Rajbhandari et al. 2020):
+#    - **bf16/fp16 mixed precision: 2 + 2 + 12 = 16 bytes**: BF16 weights (2), BF16 gradients (2), and
+#      12 for the optimizer: FP32 master weights (4) and two FP32 Adam moments (4 + 4);
+#    - **fp32: 4 + 4 + 8 = 16 bytes**: the FP32 weights are the master copy, FP32 gradients, two moments;
+#    - **fp8 (and anything below 16 bits): bytes_per_param + 2 + 12**, 1 + 2 + 12 = **15 bytes** for FP8.
+#      FP8 training (NVIDIA Transformer Engine) runs the matmuls in FP8 but produces BF16 gradients
+#      and keeps FP32 master weights and moments; 15 bytes assumes the weights are stored only in FP8
+#      (TE's `fp8_model_init`); keeping BF16 weights beside their FP8 copy, TE's default, costs 17.
+#      FP8 makes training faster; it hardly saves memory, because the 12 bytes of optimizer state stay.
+#
+#    In one line: `training_gb = params_billions * 16` for fp32, else
+#    `params_billions * (bytes_per_param + 2 + 12)`. **Left out: activations**, which grow with batch
+#    size and sequence length (and shrink with activation checkpointing); at long sequences they can
+#    outweigh everything above.
+# 4. A model **fits** when its memory is `<=` the budget (default: DGX Spark's 128 GB).
+#    **DGX Spark's 128 GB is unified memory**: the GPU shares it with the CPU side, the operating
+#    system and every other program, so the memory a job can really use is lower than 128 GB
+#    (`torch.cuda.mem_get_info()` on the machine says how much is free). The exercises use the
+#    nominal 128 GB; leave headroom when you plan a real run.
+#
+# **How answers are compared.** Memory values are accepted within 0.1% or 0.05 GB, whichever is
+# larger, so rounding to 1 decimal (as the tables below print) or 2 decimals is fine. Precision
+# names are compared case-insensitively (`"FP8"`, `"fp8"`). Numbers may be Python floats, numpy
+# scalars or 0-d tensors.
+
+# %% nbgrader={"grade": false, "grade_id": "memory_table", "locked": true, "schema_version": 3, "solution": false}
+BYTES_PER_PARAM = {"fp32": 4, "fp16": 2, "bf16": 2, "fp8": 1, "int8": 1, "fp4": 0.5, "int4": 0.5, "nvfp4": 0.5}
+
+
+def calculate_model_memory(params_billions, precision):
+    # Memory of a model's weights in GB (1 GB = 1e9 bytes).
+    return params_billions * BYTES_PER_PARAM[precision.lower()]
+
+
+model_sizes = [1, 3, 7, 13, 34, 70, 100, 200]
+precisions = ["fp32", "fp16", "int8", "int4"]
+print(f"{'model':<8}" + "".join(f"{p.upper():>9}" for p in precisions) + "   weights fit in 128 GB at")
+for size in model_sizes:
+    mems = [calculate_model_memory(size, p) for p in precisions]
+    fits = [p.upper() for p, m in zip(precisions, mems) if m <= 128]
+    print(f"{size:>4}B   " + "".join(f"{m:>9.1f}" for m in mems) + "   " + (", ".join(fits) or "none"))
+
+# %% nbgrader={"grade": false, "grade_id": "memory_rules", "locked": true, "schema_version": 3, "solution": false}
+# Training with Adam, bytes per parameter: weights, gradients, FP32 master weights, two FP32 moments.
+# Activations are left out: they depend on batch size and sequence length.
+TRAINING_BYTES = {"fp32": (4, 4, 0, 8), "bf16": (2, 2, 4, 8), "fp8": (1, 2, 4, 8)}
+for p, parts in TRAINING_BYTES.items():
+    total = sum(parts)
+    print(f"{p.upper():<5} training: {' + '.join(map(str, parts))} = {total} B/param; 7B model: {7 * total:.0f} GB, "
+          f"8.2B: {8.2 * total:.1f} GB; the largest model that trains in 128 GB: {128 / total:.2f}B")
+print(f"the old rule 'weights x 4' says BF16 training of 7B takes {7 * 2 * 4:.0f} GB: half the real "
+      f"{7 * sum(TRAINING_BYTES['bf16']):.0f} GB")
+
+
+def kv_cache_gb(layers, kv_heads, head_dim, seq_len, batch=1, bytes_per_value=2):
+    # K and V for every layer, KV head and token, in GB (1e9 bytes).
+    return 2 * layers * kv_heads * head_dim * seq_len * batch * bytes_per_value / 1e9
+
+
+# A 70B model shaped like Llama 3 70B: 80 layers, 8 KV heads (grouped-query attention) of dimension 128,
+# weights in FP8, KV cache in BF16 (2 bytes per value).
+weights_70b = calculate_model_memory(70, "fp8")
+print(f"70B in FP8: weights {weights_70b:.1f} GB; the 20% headroom of rule 2 is {0.2 * weights_70b:.1f} GB")
+for seq_len, batch in ((8192, 1), (32768, 4)):
+    kv = kv_cache_gb(80, 8, 128, seq_len, batch)
+    print(f"  KV cache, {seq_len} tokens x batch {batch}: 2 x 80 x 8 x 128 x {seq_len} x {batch} x 2 bytes = "
+          f"{kv:.2f} GB ({kv / weights_70b:.0%} of the weights): "
+          + ("within the headroom" if kv <= 0.2 * weights_70b else "the x 1.2 rule is not enough here"))
+
+# %%
+fig, ax = plt.subplots(1, 2, figsize=(14, 5))
+x = np.arange(len(model_sizes))
+for i, p in enumerate(precisions):
+    ax[0].bar(x + i * 0.2, [calculate_model_memory(s, p) for s in model_sizes], 0.2, label=p.upper())
+ax[0].axhline(128, color="red", linestyle="--", label="DGX Spark (128 GB)")
+ax[0].set(xticks=x + 0.3, xticklabels=[f"{s}B" for s in model_sizes], ylabel="GB (weights only)", ylim=(0, 420))
+ax[0].legend(); ax[0].set_title("Weight memory by precision")
+bits = {"FP32": 32, "BF16": 16, "FP8": 8, "MXFP8": 8.25, "INT4 + FP16 scale / 128": 4.125, "NVFP4": 4.5, "MXFP4": 4.25}
+bars = ax[1].barh(list(bits), [16 / b for b in bits.values()], color="steelblue")
+for bar, b in zip(bars, bits.values()):
+    ax[1].text(bar.get_width() + 0.05, bar.get_y() + 0.3, f"{16 / b:.2f}x ({b:g} bits)")
+ax[1].set(xlabel="compression vs BF16 (scale overhead included)", xlim=(0, 5.5))
+plt.tight_layout()
+plt.show()
+
+
+# %% [markdown]
+# ## Exercise 1 (graded: `memory`): memory analysis as a function
+#
+# Write `analyze_model_memory(params_billions, memory_budget_gb=128, task="inference")` that returns
+#
+# ```python
+# {"precisions": {p: {"memory_gb": float, "fits": bool} for p in ("fp32", "fp16", "bf16", "fp8", "int8", "int4", "fp4")},
+#  "recommendation": str or None}
+# ```
+#
+# - `memory_gb` follows the rules of Part 5 for the given `task` ("inference" or "training").
+# - `fits` is `memory_gb <= memory_budget_gb`.
+# - `recommendation` is the first precision on the task's **ladder** that fits, best quality first:
+#   inference `bf16 -> fp8 -> fp4`; training `bf16 -> fp8`. FP32 is not ranked above BF16 for
+#   training (with Adam both take 16 bytes per parameter, and BF16 is faster); FP4 is not a training
+#   format. `None` when nothing on the ladder fits.
+# - Raise `ValueError` with a clear message for a negative size, a budget `<= 0` or an unknown task.
+#
+# The grader compares `memory_gb` within 0.1% or 0.05 GB (rounding to 1 decimal is fine), precision
+# names in any case, and the rest exactly.
+
+# %% nbgrader={"grade": false, "grade_id": "memory_solution", "locked": false, "schema_version": 3, "solution": true}
+def analyze_model_memory(params_billions, memory_budget_gb=128, task="inference"):
+    # Memory and fit of every precision for a task, plus a recommendation.
+    ### BEGIN SOLUTION
+    if params_billions < 0:
+        raise ValueError(f"params_billions must be >= 0, got {params_billions}")
+    if memory_budget_gb <= 0:
+        raise ValueError(f"memory_budget_gb must be > 0, got {memory_budget_gb}")
+    if task not in ("inference", "training"):
+        raise ValueError(f"task must be 'inference' or 'training', got {task!r}")
+    table = {}
+    for p in ("fp32", "fp16", "bf16", "fp8", "int8", "int4", "fp4"):
+        weights = calculate_model_memory(params_billions, p)
+        if task == "inference":
+            mem = weights * 1.2  # + 20% for the KV cache and activations
+        elif p == "fp32":
+            mem = params_billions * (4 + 4 + 8)  # the FP32 weights are the master copy
+        else:
+            mem = weights + params_billions * (2 + 4 + 8)  # BF16 gradients, FP32 master weights, 2 FP32 moments
+        table[p] = {"memory_gb": mem, "fits": mem <= memory_budget_gb}
+    ladder = {"inference": ("bf16", "fp8", "fp4"), "training": ("bf16", "fp8")}[task]
+    recommendation = next((p for p in ladder if table[p]["fits"]), None)
+    return {"precisions": table, "recommendation": recommendation}
+    ### END SOLUTION
+
+
+for size, task in ((34, "inference"), (8.2, "training")):
+    analysis = analyze_model_memory(size, task=task)
+    print(f"{size}B model, {task}:")
+    for p, row in analysis["precisions"].items():
+        print(f"  {p:<5} {row['memory_gb']:7.1f} GB  fits: {row['fits']}")
+    print("  recommendation:", analysis["recommendation"])
+
+# %% nbgrader={"grade": true, "grade_id": "memory", "locked": true, "points": 6.0, "schema_version": 3, "solution": false}
+# Public checks for Exercise 1 (the grader also runs hidden checks with other inputs).
+result = analyze_model_memory(34)
+assert set(result) == {"precisions", "recommendation"}, "return a dict with 'precisions' and 'recommendation'"
+table = {k.lower(): v for k, v in result["precisions"].items()}
+for p, bytes_pp in {"fp32": 4, "fp16": 2, "bf16": 2, "fp8": 1, "int8": 1, "int4": 0.5, "fp4": 0.5}.items():
+    assert abs(float(table[p]["memory_gb"]) - 34 * bytes_pp * 1.2) <= 0.05, f"{p} memory of a 34B model for inference"
+assert not table["fp32"]["fits"] and table["bf16"]["fits"]
+assert str(result["recommendation"]).lower() == "bf16"
+training = {k.lower(): v for k, v in analyze_model_memory(7, task="training")["precisions"].items()}
+for p, bytes_pp in {"fp32": 16, "fp16": 16, "bf16": 16, "fp8": 15, "int8": 15}.items():
+    assert abs(float(training[p]["memory_gb"]) - 7 * bytes_pp) <= 0.11, f"{p} memory of a 7B model for training"
+assert str(analyze_model_memory(8.2, task="training")["recommendation"]).lower() == "fp8", "8.2B training: bf16 does not fit"
+for args, kwargs in (((-7,), {}), ((7,), {"memory_budget_gb": 0})):
+    try:
+        analyze_model_memory(*args, **kwargs)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError(f"analyze_model_memory{args} {kwargs} should raise ValueError")
+print("Exercise 1: public checks passed")
+
+
+# %% [markdown]
+# ## Exercise 2 (graded: `snr`): signal-to-noise ratio
+#
+# `SNR_dB = 10 * log10(signal_power / noise_power)` with `signal_power = sum(original^2)` and
+# `noise_power = sum((original - quantized)^2)` (means give the same ratio). The **first**
+# argument is the original. Identical tensors have no noise: return `float('inf')`.
+# Return a number (a Python float, a numpy scalar or a 0-d tensor are all fine). The grader
+# compares within 0.01 dB.
+#
+# Then write `snr_by_format(weights)` returning `{"int8": ..., "int4": ..., "fp8": ..., "fp4": ...}`,
+# the SNR of `weights` after `symmetric_quantize(weights, 8)`, `symmetric_quantize(weights, 4)`,
+# `fp8_quantize(weights)` (E4M3) and `nvfp4_quantize(weights)` (weights' length a multiple of 16),
+# within 0.05 dB. Finally set `BEST_FORMAT_FOR_GAUSSIAN` to the key with the highest SNR for Gaussian weights.
+
+# %% nbgrader={"grade": false, "grade_id": "snr_solution", "locked": false, "schema_version": 3, "solution": true}
+def calculate_snr(original, quantized):
+    # Signal-to-noise ratio of `quantized` against `original`, in dB.
+    ### BEGIN SOLUTION
+    original = torch.as_tensor(original).double()
+    quantized = torch.as_tensor(quantized).double()
+    noise = (original - quantized).pow(2).sum()
+    if noise == 0:
+        return float("inf")
+    return float(10 * torch.log10(original.pow(2).sum() / noise))
+    ### END SOLUTION
+
+
+def snr_by_format(weights):
+    # SNR of `weights` in INT8, INT4, FP8 (E4M3) and FP4 (NVFP4).
+    ### BEGIN SOLUTION
+    return {
+        "int8": calculate_snr(weights, symmetric_quantize(weights, 8)),
+        "int4": calculate_snr(weights, symmetric_quantize(weights, 4)),
+        "fp8": calculate_snr(weights, fp8_quantize(weights)),
+        "fp4": calculate_snr(weights, nvfp4_quantize(weights)),
+    }
+    ### END SOLUTION
+
+
+torch.manual_seed(42)
+test_weights = torch.randn(10_000) * 0.02
+print(snr_by_format(test_weights))
+
+# %% nbgrader={"grade": false, "grade_id": "snr_answer", "locked": false, "schema_version": 3, "solution": true}
+# Which format preserves Gaussian weights best? One of "int8", "int4", "fp8", "fp4".
+### BEGIN SOLUTION
+BEST_FORMAT_FOR_GAUSSIAN = "int8"
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "snr", "locked": true, "points": 6.0, "schema_version": 3, "solution": false}
+# Public checks for Exercise 2 (the grader also runs hidden checks with other inputs).
+snr = float(calculate_snr(torch.tensor([3.0, 4.0]), torch.tensor([3.0, 3.0])))  # float, numpy or 0-d tensor
+assert abs(snr - 10 * math.log10(25 / 1)) < 0.01, "SNR of [3, 4] quantized as [3, 3]"
+assert float(calculate_snr(torch.ones(8), torch.ones(8))) == float("inf"), "identical tensors: float('inf')"
+print("Exercise 2: public checks passed")
+
+
+# %% [markdown]
+# ## Challenge (graded: `advisor`): a precision advisor
+#
+# Write `recommend_precision(model_params_billions, memory_budget_gb=128, task="inference",
+# quality_priority="balanced")` returning `{"precision", "memory_gb", "fits", "reasoning"}`.
+#
+# - Use the ladders of Exercise 1 (inference `bf16 -> fp8 -> fp4`, training `bf16 -> fp8`)
+#   and the memory rules of Part 5.
+# - `quality_priority` says where to start on the ladder. Inference: `"quality"` at bf16,
+#   `"balanced"` at fp8, `"memory"` at fp4. Training: `"quality"` and `"balanced"` at bf16 (BF16
+#   mixed precision is the default way to train), `"memory"` at fp8. Never FP4 for training.
+#   Recommend the first rung from there down that fits. If none fits, recommend the last rung
+#   with `fits=False`.
+# - `memory_gb` is that precision's memory for the task (within 0.1%); `fits` is `memory_gb <= budget`;
+#   `reasoning` is a sentence explaining the choice.
+
+# %% nbgrader={"grade": false, "grade_id": "advisor_solution", "locked": false, "schema_version": 3, "solution": true}
+def recommend_precision(model_params_billions, memory_budget_gb=128, task="inference", quality_priority="balanced"):
+    # Recommend a precision for a model, a memory budget, a task and a priority.
+    ### BEGIN SOLUTION
+    ladder = {"inference": ("bf16", "fp8", "fp4"), "training": ("bf16", "fp8")}[task]
+    start = {"inference": {"quality": 0, "balanced": 1, "memory": 2},
+             "training": {"quality": 0, "balanced": 0, "memory": 1}}[task][quality_priority]
+
+    def memory(p):
+        weights = calculate_model_memory(model_params_billions, p)
+        if task == "inference":
+            return weights * 1.2
+        return weights + model_params_billions * (2 + 4 + 8)  # BF16 gradients, FP32 master weights, 2 moments
+
+    for p in ladder[start:]:
+        mem = memory(p)
+        if mem <= memory_budget_gb:
+            return {"precision": p, "memory_gb": mem, "fits": True,
+                    "reasoning": f"{p.upper()} needs {mem:.1f} GB for {task}, within {memory_budget_gb} GB."}
+    p = ladder[-1]
+    mem = memory(p)
+    return {"precision": p, "memory_gb": mem, "fits": False,
+            "reasoning": f"Even {p.upper()} needs {mem:.1f} GB for {task}, more than {memory_budget_gb} GB."}
+    ### END SOLUTION
+
+
+print(recommend_precision(70))
+print(recommend_precision(8.2, task="training", quality_priority="quality"))
+
+# %% nbgrader={"grade": true, "grade_id": "advisor", "locked": true, "points": 6.0, "schema_version": 3, "solution": false}
+# Public checks for the challenge (the grader also runs hidden checks with other inputs).
+r = recommend_precision(70, memory_budget_gb=128, task="inference")
+assert set(r) >= {"precision", "memory_gb", "fits", "reasoning"}
+assert str(r["precision"]).lower() == "fp8" and bool(r["fits"]) and abs(float(r["memory_gb"]) - 84.0) <= 0.084
+assert len(str(recommend_precision(13)["reasoning"]).strip()) >= 10, "'reasoning' is a sentence or two"
+for size, prio in ((3, "memory"), (2, "quality"), (8.4, "quality")):
+    p = str(recommend_precision(size, task="training", quality_priority=prio)["precision"]).lower()
+    assert p != "fp4", "FP4 is not a training format"
+    assert p == ("bf16" if size == 2 else "fp8"), f"training a {size}B model with {prio} priority"
+print("Challenge: public checks passed")
+
+# %% [markdown]
+# ## Common mistakes
+#
+# 1. **"Fewer bits with a float format is always better than INT."** Measure. With one scale
+#    per tensor, INT8 beats FP8 E4M3 on Gaussian weights (Part 3); FP formats gain on heavy
+#    tails, and block scales (NVFP4, MXFP4) are what make 4 bits work.
+# 2. **Ignoring scale overhead when sizing a deployment.** INT4 with an FP16 scale per 128 weights
+#    costs 4.125 bits, not 4; with an FP16 zero point too, 4.25. NVFP4 costs 4.5 bits, MXFP4 4.25.
+#    (The graded exercises count elements only, Part 5 rule 1, and accept either.)
+# 3. **Using E5M2 for inference weights.** E4M3 has twice the mantissa resolution; E5M2's range
+#    is for gradients.
+# 4. **Mixing GB and GiB.** 128 GB = 128e9 bytes = 119.2 GiB.
+# 5. **Assuming FP8 needs Hopper or Blackwell.** Ada (compute capability 8.9) has FP8 tensor cores too.
+# 6. **Sizing training as "weights × 4".** That holds only for pure FP32 Adam. Mixed-precision
+#    Adam keeps FP32 master weights and moments: 16 bytes per parameter in BF16, 15 in FP8
+#    (Part 5), twice what "BF16 weights × 4" says. FP8 training saves compute, not memory.
+#
+# ## Checkpoint
+#
+# - FP32 -> FP16/BF16 -> FP8/INT8 -> FP4/INT4 halves the weight memory at each step (plus scale overhead).
+# - Float formats trade mantissa for range; INT formats have uniform steps. Which preserves a tensor
+#   better depends on its distribution: measure SNR.
+# - FP8 tensor cores: Hopper introduced them; Ada and Blackwell have them too. FP4 tensor cores: Blackwell
+#   (B200, B300, RTX 50, DGX Spark).
+# - On a 128 GB DGX Spark, a 70B model's FP16 weights (140 GB) do not fit; FP8 weights (70 GB) do, with room for the KV cache
+#   at modest contexts (Part 5 works out where it stops).
+# - Full training with Adam takes about 16 bytes per parameter before activations: 128 GB trains at most an 8B model in
+#   BF16 (8.53B in FP8), and less in practice, since the OS and the CPU side share DGX Spark's unified memory.
+#
+# ## Further reading
+# - OCP 8-bit Floating Point Specification (OFP8) and OCP Microscaling Formats (MX) v1.0
+# - NVIDIA Transformer Engine user guide (FP8, NVFP4); PyTorch `torch.float8_e4m3fn`, `torch._scaled_mm`
+# - Gholami et al., *A Survey of Quantization Methods* (arXiv:2103.13630)
