@@ -97,7 +97,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=4096)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--formats", default="fp16,bf16,fp8_e4m3,fp8_e5m2,fp4_e2m1,int8,int4,nvfp4,mxfp4,mxfp8")
+    ap.add_argument("--formats", default="fp16,bf16,fp8_e4m3fn,fp8_e5m2,fp4_e2m1fn,int8,int4,nvfp4,mxfp4,mxfp8")
     a = ap.parse_args()
     names = ["native_fp8"] + a.formats.split(",") + ["torchao_nvfp4", "torchao_mxfp4", "torchao_mxfp8", "lab_text_fp4"]
     print(f"fake_quantize on a {a.size}x{a.size} float32 tensor, {a.threads} thread(s), best of {a.repeat}")

@@ -4,7 +4,7 @@ Graders score students against this package; it imports nothing from ``grader`` 
 ``assignments``.
 """
 
-from .formats import ALIASES, FORMATS, BlockFormat, FloatFormat, IntFormat, get_format
+from .formats import ALIASES, FORMATS, BlockFormat, FloatFormat, IntFormat, canonical_name, get_format
 from .hardware import (
     arch_name, current_capability, describe_device, hardware_formats, native_formats, torch_native_formats,
 )
@@ -21,7 +21,7 @@ from .lab import (
 from .quantize import Quantized, cast, dequantize, fake_quantize, pack_fp4, quantize, unpack_fp4
 
 __all__ = [
-    "ALIASES", "FORMATS", "BlockFormat", "FloatFormat", "IntFormat", "Quantized",
+    "ALIASES", "FORMATS", "BlockFormat", "FloatFormat", "IntFormat", "Quantized", "canonical_name",
     "analyze_model_memory", "arch_name", "bytes_per_param", "calculate_model_memory", "calculate_snr",
     "cast", "current_capability", "dequantize", "describe_device", "fake_quantize", "get_format",
     "hardware_formats", "kv_cache_gb", "native_formats", "pack_fp4", "quantize", "recommend_precision", "task_memory",

@@ -216,10 +216,12 @@ Format = Union[FloatFormat, IntFormat, BlockFormat]
 FP32 = FloatFormat("fp32", 8, 23, 127, "ieee", "IEEE 754 binary32")
 FP16 = FloatFormat("fp16", 5, 10, 15, "ieee", "IEEE 754 binary16")
 BF16 = FloatFormat("bf16", 8, 7, 127, "ieee", "bfloat16: fp32's range, 8 significant bits")
-FP8_E4M3 = FloatFormat("fp8_e4m3", 4, 3, 7, "fn", "OCP FP8 E4M3FN: finite, one NaN per sign")
+# Names follow torch's and ml_dtypes' dtypes (float8_e4m3fn -> "fp8_e4m3fn"; fn: finite, no inf;
+# fnu: also no negative values); the lab's older short names stay as aliases (ALIASES below).
+FP8_E4M3 = FloatFormat("fp8_e4m3fn", 4, 3, 7, "fn", "OCP FP8 E4M3FN: finite, one NaN per sign")
 FP8_E5M2 = FloatFormat("fp8_e5m2", 5, 2, 15, "ieee", "OCP FP8 E5M2: IEEE-like with inf")
-FP4_E2M1 = FloatFormat("fp4_e2m1", 2, 1, 1, "none", "OCP FP4 E2M1: 15 values, no inf/NaN")
-E8M0 = FloatFormat("e8m0", 8, 0, 127, "e8m0", "OCP MX E8M0 scale: powers of two 2^-127..2^127")
+FP4_E2M1 = FloatFormat("fp4_e2m1fn", 2, 1, 1, "none", "OCP FP4 E2M1: 15 values, no inf/NaN")
+E8M0 = FloatFormat("fp8_e8m0fnu", 8, 0, 127, "e8m0", "OCP MX E8M0 scale: powers of two 2^-127..2^127")
 INT8 = IntFormat("int8", 8, "8-bit integer, symmetric per-tensor scale")
 INT4 = IntFormat("int4", 4, "4-bit integer, symmetric per-tensor scale")
 NVFP4 = BlockFormat(
@@ -229,19 +231,36 @@ NVFP4 = BlockFormat(
 MXFP4 = BlockFormat("mxfp4", FP4_E2M1, E8M0, 32, "mx_floor", description="OCP MXFP4: E2M1 x E8M0 scale per 32")
 MXFP8 = BlockFormat("mxfp8", FP8_E4M3, E8M0, 32, "mx_floor", description="OCP MXFP8: E4M3 x E8M0 scale per 32")
 
-FORMATS: dict[str, Format] = {
-    f.name: f
-    for f in (FP32, FP16, BF16, FP8_E4M3, FP8_E5M2, FP4_E2M1, INT8, INT4, NVFP4, MXFP4, MXFP8)
+# Other names for the same formats: the lab text's (fp8, fp4, e4m3 ...), this package's names
+# before they followed torch's (fp8_e4m3, fp4_e2m1, e8m0), and the dtype names of torch/ml_dtypes
+# (float8_e4m3fn, bfloat16 ...).
+ALIASES = {
+    "fp8": "fp8_e4m3fn", "e4m3": "fp8_e4m3fn", "e4m3fn": "fp8_e4m3fn", "fp8_e4m3": "fp8_e4m3fn",
+    "e5m2": "fp8_e5m2",
+    "fp4": "fp4_e2m1fn", "e2m1": "fp4_e2m1fn", "fp4_e2m1": "fp4_e2m1fn",
+    "float32": "fp32", "float16": "fp16", "half": "fp16", "bfloat16": "bf16",
+    "float8_e4m3fn": "fp8_e4m3fn", "float8_e5m2": "fp8_e5m2", "float4_e2m1fn": "fp4_e2m1fn",
 }
 
-# Names the lab text uses for the same formats.
-ALIASES = {"fp8": "fp8_e4m3", "e4m3": "fp8_e4m3", "e5m2": "fp8_e5m2", "fp4": "fp4_e2m1", "e2m1": "fp4_e2m1"}
+
+class _Formats(dict):
+    """Formats by canonical name; indexing by an alias (``FORMATS["fp8_e4m3"]``) also works."""
+
+    def __missing__(self, key):
+        if isinstance(key, str) and key.lower() in ALIASES:
+            return self[ALIASES[key.lower()]]
+        raise KeyError(key)
+
+
+FORMATS: dict[str, Format] = _Formats(
+    (f.name, f) for f in (FP32, FP16, BF16, FP8_E4M3, FP8_E5M2, FP4_E2M1, INT8, INT4, NVFP4, MXFP4, MXFP8)
+)
 
 
 def get_format(name: str) -> Format:
     """Look a format up by name (case-insensitive; lab aliases such as ``fp8`` accepted)."""
     if not isinstance(name, str):
-        raise TypeError(f"format name must be a string such as 'fp8_e4m3', got {type(name).__name__} {name!r}")
+        raise TypeError(f"format name must be a string such as 'fp8_e4m3fn', got {type(name).__name__} {name!r}")
     key = ALIASES.get(name.lower(), name.lower())
     try:
         return FORMATS[key]
@@ -253,3 +272,11 @@ def get_format(name: str) -> Format:
             f"unknown format {name!r}.{hint} Valid names: {', '.join(sorted(FORMATS))} "
             f"(aliases: {', '.join(f'{a}={b}' for a, b in sorted(ALIASES.items()))})."
         ) from None
+
+
+def canonical_name(name: str) -> str:
+    """The canonical name of a format given any of its names (``"fp8_e4m3"`` -> ``"fp8_e4m3fn"``);
+    a name this package does not model (``"tf32"``, ``"fp6_e2m3"``) is returned lower-cased."""
+    key = name.lower()
+    key = ALIASES.get(key, key)
+    return FORMATS[key].name if key in FORMATS else key

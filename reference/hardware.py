@@ -21,8 +21,8 @@ from typing import Optional
 
 import torch
 
-FP8_FORMATS = ("fp8_e4m3", "fp8_e5m2")
-FP4_FORMATS = ("nvfp4", "mxfp4", "fp4_e2m1")
+FP8_FORMATS = ("fp8_e4m3fn", "fp8_e5m2")
+FP4_FORMATS = ("nvfp4", "mxfp4", "fp4_e2m1fn")
 BASE_FORMATS = ("fp32", "fp16", "bf16", "int8")
 
 # ---- What the silicon has ---------------------------------------------------------------
@@ -31,7 +31,7 @@ BASE_FORMATS = ("fp32", "fp16", "bf16", "int8")
 # FP64 and INT1 tensor-core modes are left out (not lab formats). FP32 is never a tensor-core
 # input: its matmuls run on CUDA cores, or as TF32 on tensor cores (Ampere and later).
 _AMPERE = ("tf32", "fp16", "bf16", "int8", "int4")
-_BLOCK_SCALED = ("fp6_e3m2", "fp6_e2m3", "fp4_e2m1", "mxfp8", "mxfp6", "mxfp4", "nvfp4")
+_BLOCK_SCALED = ("fp6_e3m2", "fp6_e2m3", "fp4_e2m1fn", "mxfp8", "mxfp6", "mxfp4", "nvfp4")
 _HOPPER = ("tf32", "fp16", "bf16", "int8", *FP8_FORMATS)
 HARDWARE_FORMATS: dict[tuple[int, int], tuple[str, ...]] = {
     # Volta V100: FP16 tensor cores only (no INT8 tensor cores; INT8 runs as DP4A on CUDA cores).
@@ -92,10 +92,10 @@ def hardware_formats(capability: Optional[tuple[int, int]]) -> tuple[str, ...]:
 #   fp32, fp16          torch.mm (cuBLAS), every CUDA GPU
 #   bf16                torch.mm, compute capability >= 8.0 (torch.cuda.is_bf16_supported)
 #   int8                torch._int_mm (cuBLASLt int8 GEMM)
-#   fp8_e4m3, fp8_e5m2  torch._scaled_mm, tensor-wise scales: 8.9 or >= 9.0
+#   fp8_e4m3fn, fp8_e5m2 torch._scaled_mm, tensor-wise scales: 8.9 or >= 9.0
 #                       (aten/src/ATen/native/cuda/ScaledBlasDeviceUtils.cpp,
 #                       scaled_mm_arch_allowed); PyTorch >= 2.1
-#   nvfp4, fp4_e2m1     torch._scaled_mm on float4_e2m1fn_x2 with E4M3 block scales per 16
+#   nvfp4, fp4_e2m1fn   torch._scaled_mm on float4_e2m1fn_x2 with E4M3 block scales per 16
 #                       (cuBLASLt VEC16_UE4M3, CUDA >= 12.8): 10.x and 12.x. Plain E2M1 with
 #                       one tensor scale is NVFP4 with all block scales 1.0. PyTorch >= 2.8
 #   mxfp8, mxfp4        torch._scaled_mm with E8M0 block scales per 32 (cuBLASLt
@@ -160,9 +160,9 @@ def torch_native_formats(capability: Optional[tuple[int, int]], torch_version: O
         if has("mx"):
             fmts.append("mxfp4")
         if has("nvfp4"):
-            fmts.append("fp4_e2m1")
+            fmts.append("fp4_e2m1fn")
     elif major >= 12 and has("nvfp4"):
-        fmts += ("nvfp4", "fp4_e2m1")
+        fmts += ("nvfp4", "fp4_e2m1fn")
     return tuple(fmts)
 
 

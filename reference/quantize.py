@@ -152,7 +152,7 @@ def cast(x: Any, name: str) -> torch.Tensor:
     """Round ``x`` to the float format ``name`` and return the values as float32.
 
     Round to nearest, ties to even; saturate at +-max (inf included); NaN stays NaN.
-    ``name`` is one of fp32, fp16, bf16, fp8_e4m3, fp8_e5m2, fp4_e2m1.
+    ``name`` is one of fp32, fp16, bf16, fp8_e4m3fn, fp8_e5m2, fp4_e2m1fn (or an alias, e.g. fp8_e4m3).
     """
     fmt = get_format(name)
     if not isinstance(fmt, FloatFormat):

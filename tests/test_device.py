@@ -179,7 +179,7 @@ def test_reference_check_catches_division_by_python_floats_on_cuda(small_data, m
     monkeypatch.setattr(Q, "_div", lambda a, b: a / b)
     fails = device.reference_cpu_vs_device("cpu", small_data, context=CudaScalarDivision)
     differing = {f.split(" on ")[0].split("(")[0] for f in fails if "differs from CPU" in f}
-    assert {"reference fp8_e4m3", "reference fp8_e5m2", "reference fp4_e2m1", "reference int8", "reference int4",
+    assert {"reference fp8_e4m3fn", "reference fp8_e5m2", "reference fp4_e2m1fn", "reference int8", "reference int4",
             "reference nvfp4"} <= differing, fails[:5]
     assert "reference mxfp4" not in differing and "reference bf16" in differing  # bf16: per_tensor_scale=True
 
@@ -191,8 +191,8 @@ def test_reference_check_compares_each_side_with_the_definition(small_data, monk
     monkeypatch.setattr(Q, "_div", lambda a, b: a * (1.0 / b))
     fails = device.reference_cpu_vs_device("cpu", small_data)
     assert not any("differs from CPU" in f for f in fails)
-    assert any("fp8_e4m3" in f and "(CPU): scales differ from their float64 definition" in f for f in fails)
-    assert any("fp8_e4m3" in f and "(cpu): scales differ" in f for f in fails)
+    assert any("fp8_e4m3fn" in f and "(CPU): scales differ from their float64 definition" in f for f in fails)
+    assert any("fp8_e4m3fn" in f and "(cpu): scales differ" in f for f in fails)
 
 
 def test_reference_check_has_an_snr_floor(small_data, monkeypatch):

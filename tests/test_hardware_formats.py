@@ -6,7 +6,7 @@ import torch
 import reference as R
 from helpers import solution_cells
 
-LAB_BLOCK = {"fp4_e2m1", "mxfp8", "mxfp4", "nvfp4"}
+LAB_BLOCK = {"fp4_e2m1fn", "mxfp8", "mxfp4", "nvfp4"}
 FP6 = {"fp6_e3m2", "fp6_e2m3", "mxfp6"}
 
 # Tensor-core input formats, from NVIDIA's architecture whitepapers and the PTX ISA (issue 10).
@@ -15,12 +15,12 @@ HARDWARE = {
     (7, 5): {"fp16", "int8", "int4"},  # Turing
     (8, 0): {"tf32", "fp16", "bf16", "int8", "int4"},  # Ampere: TF32, not "fp32"
     (8, 6): {"tf32", "fp16", "bf16", "int8", "int4"},
-    (8, 9): {"tf32", "fp16", "bf16", "int8", "int4", "fp8_e4m3", "fp8_e5m2"},  # Ada has FP8 too
-    (9, 0): {"tf32", "fp16", "bf16", "int8", "fp8_e4m3", "fp8_e5m2"},  # Hopper: no INT4
-    (10, 0): {"tf32", "fp16", "bf16", "int8", "fp8_e4m3", "fp8_e5m2"} | FP6 | LAB_BLOCK,
-    (10, 3): {"tf32", "fp16", "bf16", "fp8_e4m3", "fp8_e5m2"} | FP6 | LAB_BLOCK,  # B300: INT8 cut
-    (12, 0): {"tf32", "fp16", "bf16", "int8", "fp8_e4m3", "fp8_e5m2"} | FP6 | LAB_BLOCK,  # block-scaled MMA too
-    (12, 1): {"tf32", "fp16", "bf16", "int8", "fp8_e4m3", "fp8_e5m2"} | FP6 | LAB_BLOCK,
+    (8, 9): {"tf32", "fp16", "bf16", "int8", "int4", "fp8_e4m3fn", "fp8_e5m2"},  # Ada has FP8 too
+    (9, 0): {"tf32", "fp16", "bf16", "int8", "fp8_e4m3fn", "fp8_e5m2"},  # Hopper: no INT4
+    (10, 0): {"tf32", "fp16", "bf16", "int8", "fp8_e4m3fn", "fp8_e5m2"} | FP6 | LAB_BLOCK,
+    (10, 3): {"tf32", "fp16", "bf16", "fp8_e4m3fn", "fp8_e5m2"} | FP6 | LAB_BLOCK,  # B300: INT8 cut
+    (12, 0): {"tf32", "fp16", "bf16", "int8", "fp8_e4m3fn", "fp8_e5m2"} | FP6 | LAB_BLOCK,  # block-scaled MMA too
+    (12, 1): {"tf32", "fp16", "bf16", "int8", "fp8_e4m3fn", "fp8_e5m2"} | FP6 | LAB_BLOCK,
 }
 
 # What PyTorch runs natively (torch.mm, torch._int_mm, torch._scaled_mm), current releases.
@@ -28,10 +28,10 @@ BASE = {"fp32", "fp16", "bf16", "int8"}
 TORCH = {
     (7, 0): {"fp32", "fp16", "int8"}, (7, 5): {"fp32", "fp16", "int8"},
     (8, 0): BASE, (8, 6): BASE,
-    (8, 9): BASE | {"fp8_e4m3", "fp8_e5m2"}, (9, 0): BASE | {"fp8_e4m3", "fp8_e5m2"},
-    (10, 0): BASE | {"fp8_e4m3", "fp8_e5m2"} | LAB_BLOCK, (10, 3): BASE | {"fp8_e4m3", "fp8_e5m2"} | LAB_BLOCK,
-    (12, 0): BASE | {"fp8_e4m3", "fp8_e5m2", "nvfp4", "fp4_e2m1"},  # no MX: PyTorch's MX path is 10.x
-    (12, 1): BASE | {"fp8_e4m3", "fp8_e5m2", "nvfp4", "fp4_e2m1"},
+    (8, 9): BASE | {"fp8_e4m3fn", "fp8_e5m2"}, (9, 0): BASE | {"fp8_e4m3fn", "fp8_e5m2"},
+    (10, 0): BASE | {"fp8_e4m3fn", "fp8_e5m2"} | LAB_BLOCK, (10, 3): BASE | {"fp8_e4m3fn", "fp8_e5m2"} | LAB_BLOCK,
+    (12, 0): BASE | {"fp8_e4m3fn", "fp8_e5m2", "nvfp4", "fp4_e2m1fn"},  # no MX: PyTorch's MX path is 10.x
+    (12, 1): BASE | {"fp8_e4m3fn", "fp8_e5m2", "nvfp4", "fp4_e2m1fn"},
 }
 
 
@@ -65,11 +65,11 @@ def test_unknown_minor_versions_use_the_nearest_lower_row_and_unknown_majors_not
 
 
 @pytest.mark.parametrize("version, cc, has, lacks", [
-    ("2.0", (9, 0), set(), {"fp8_e4m3"}),  # torch._scaled_mm arrived in 2.1
-    ("2.1", (9, 0), {"fp8_e4m3", "fp8_e5m2"}, set()),
-    ("2.7", (10, 0), {"fp8_e4m3"}, {"nvfp4", "mxfp4", "mxfp8", "fp4_e2m1"}),
+    ("2.0", (9, 0), set(), {"fp8_e4m3fn"}),  # torch._scaled_mm arrived in 2.1
+    ("2.1", (9, 0), {"fp8_e4m3fn", "fp8_e5m2"}, set()),
+    ("2.7", (10, 0), {"fp8_e4m3fn"}, {"nvfp4", "mxfp4", "mxfp8", "fp4_e2m1fn"}),
     ("2.8.0+cu128", (10, 0), LAB_BLOCK, set()),
-    ("2.8", (12, 1), {"nvfp4", "fp4_e2m1"}, {"mxfp8", "mxfp4"}),
+    ("2.8", (12, 1), {"nvfp4", "fp4_e2m1fn"}, {"mxfp8", "mxfp4"}),
 ])
 def test_torch_native_by_version(version, cc, has, lacks):
     got = set(R.torch_native_formats(cc, version))
@@ -86,12 +86,12 @@ def test_installed_torch_answer():
 
 def test_installed_torch_without_fp4_dtype(monkeypatch):
     monkeypatch.delattr(torch, "float4_e2m1fn_x2")
-    assert set(R.torch_native_formats((10, 0))) == BASE | {"fp8_e4m3", "fp8_e5m2"}
+    assert set(R.torch_native_formats((10, 0))) == BASE | {"fp8_e4m3fn", "fp8_e5m2"}
 
 
 def test_block_scales_need_cuda_12_8(monkeypatch):
     monkeypatch.setattr(torch.version, "cuda", "12.6")
-    assert "nvfp4" not in R.torch_native_formats((10, 0)) and "fp8_e4m3" in R.torch_native_formats((10, 0))
+    assert "nvfp4" not in R.torch_native_formats((10, 0)) and "fp8_e4m3fn" in R.torch_native_formats((10, 0))
     monkeypatch.setattr(torch.version, "cuda", "12.8")
     assert "nvfp4" in R.torch_native_formats((10, 0))
 
@@ -106,4 +106,5 @@ def notebook_native_formats():
 
 @pytest.mark.parametrize("cc", sorted(TORCH) + [None])
 def test_native_formats_is_still_the_notebook_table(notebook_native_formats, cc):
-    assert R.native_formats(cc) == notebook_native_formats(cc)
+    # the notebook teaches with the lab's short names (fp8_e4m3), aliases of reference's names
+    assert R.native_formats(cc) == tuple(R.canonical_name(n) for n in notebook_native_formats(cc))

@@ -17,7 +17,7 @@ from torch.overrides import TorchFunctionMode
 import reference as R
 
 DIVISORS = {  # the divisor of each scale computation -> where it is used
-    448.0: "fp8_e4m3", 57344.0: "fp8_e5m2", 6.0: "fp4_e2m1 and NVFP4 blocks", 127.0: "int8", 7.0: "int4",
+    448.0: "fp8_e4m3fn", 57344.0: "fp8_e5m2", 6.0: "fp4_e2m1fn and NVFP4 blocks", 127.0: "int8", 7.0: "int4",
     255.0: "int8 asymmetric", 15.0: "int4 asymmetric", 2688.0: "NVFP4 tensor scale", 65504.0: "fp16",
 }
 
@@ -74,7 +74,7 @@ def test_asymmetric_int_scales_are_exact_quotients(name, d):
 
 
 @pytest.mark.parametrize("name, d, opts", [
-    ("fp8_e4m3", 448.0, {}), ("fp8_e5m2", 57344.0, {}), ("fp4_e2m1", 6.0, {}),
+    ("fp8_e4m3fn", 448.0, {}), ("fp8_e5m2", 57344.0, {}), ("fp4_e2m1fn", 6.0, {}),
     ("fp16", 65504.0, {"per_tensor_scale": True}),
     ("int8", 127.0, {}), ("int4", 7.0, {}), ("int8", 255.0, {"symmetric": False}),
 ])
@@ -105,7 +105,7 @@ def _e4m3_boundary_amaxes(t: float) -> np.ndarray:
     """Block amaxes whose E4M3 block scale e4m3(fl32(fl32(amax / 6) / t)) changes when amax / 6
     is computed as amax * fl32(1/6): the quotient sits exactly on an E4M3 rounding boundary."""
     mids = []
-    grid = np.unique(np.abs(R.FORMATS["fp8_e4m3"].finite_values))
+    grid = np.unique(np.abs(R.FORMATS["fp8_e4m3fn"].finite_values))
     grid = grid[(grid >= 2.0**-6) & (grid <= 448)]
     mids = ((grid[1:] + grid[:-1]) / 2).astype(np.float32)  # E4M3 ties
     centre = (mids.astype(np.float64) * 6 * t).astype(np.float32)
@@ -182,8 +182,8 @@ def test_the_emulation_changes_a_division_by_a_python_float():
 OPTIONS = {
     "int8": [{}, {"symmetric": False}, {"group_size": 32}, {"symmetric": False, "group_size": 32}],
     "int4": [{}, {"symmetric": False}, {"group_size": 32}, {"symmetric": False, "group_size": 32}],
-    "fp8_e4m3": [{}, {"per_tensor_scale": False}], "fp8_e5m2": [{}, {"per_tensor_scale": False}],
-    "fp4_e2m1": [{}, {"per_tensor_scale": False}], "fp16": [{}, {"per_tensor_scale": True}],
+    "fp8_e4m3fn": [{}, {"per_tensor_scale": False}], "fp8_e5m2": [{}, {"per_tensor_scale": False}],
+    "fp4_e2m1fn": [{}, {"per_tensor_scale": False}], "fp16": [{}, {"per_tensor_scale": True}],
     "bf16": [{}, {"per_tensor_scale": True}], "fp32": [{}, {"per_tensor_scale": True}],
     "nvfp4": [{}, {"tensor_scale": False}], "mxfp4": [{}], "mxfp8": [{}],
 }

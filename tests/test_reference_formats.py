@@ -140,9 +140,36 @@ def test_cast_refuses_scaled_formats_and_integer_tensors():
 
 
 def test_format_registry_is_complete():
-    need = {"fp32", "fp16", "bf16", "fp8_e4m3", "fp8_e5m2", "fp4_e2m1", "int8", "int4", "nvfp4", "mxfp4", "mxfp8"}
-    assert need <= set(R.FORMATS)
+    need = {"fp32", "fp16", "bf16", "fp8_e4m3fn", "fp8_e5m2", "fp4_e2m1fn", "int8", "int4", "nvfp4", "mxfp4", "mxfp8"}
+    assert need == set(R.FORMATS)
     for fmt in R.FORMATS.values():
         assert fmt.max > 0 and fmt.bits_per_element > 0
         if isinstance(fmt, FloatFormat) and fmt.bits <= 16:
             assert fmt.finite_values.max() == fmt.max
+
+
+@pytest.mark.parametrize("fmt", [f for f in [*R.FORMATS.values(), E8M0] if isinstance(f, FloatFormat) and f.bits <= 8])
+def test_narrow_float_names_follow_torch_and_ml_dtypes(fmt):
+    """fp8_e4m3fn is torch.float8_e4m3fn and ml_dtypes.float8_e4m3fn; the name says fn / fnu like theirs."""
+    dtype = "float" + fmt.name[2:]
+    assert hasattr(ml_dtypes, dtype), f"ml_dtypes has no {dtype} for reference format {fmt.name}"
+    info = ml_dtypes.finfo(getattr(ml_dtypes, dtype))
+    assert float(info.max) == fmt.max
+    if fmt.bits == 8:
+        assert hasattr(torch, dtype) and torch.finfo(getattr(torch, dtype)).max == fmt.max
+    else:  # torch stores FP4 only packed, two per byte
+        assert hasattr(torch, dtype + "_x2")
+
+
+@pytest.mark.parametrize("old, new", [("fp8_e4m3", "fp8_e4m3fn"), ("fp4_e2m1", "fp4_e2m1fn"), ("FP8", "fp8_e4m3fn"),
+                                      ("float8_e4m3fn", "fp8_e4m3fn"), ("bfloat16", "bf16"), ("e2m1", "fp4_e2m1fn")])
+def test_old_and_dtype_names_stay_aliases(old, new):
+    x = torch.tensor([0.3, -1.7, 500.0, 2.0 ** -8])
+    assert R.get_format(old) is R.FORMATS[new] is R.FORMATS[old]
+    assert R.canonical_name(old) == new
+    if R.FORMATS[new].kind == "float":
+        assert torch.equal(R.cast(x, old), R.cast(x, new))
+    assert R.quantize(x, old).format == new
+    with pytest.raises(KeyError):
+        R.FORMATS["fp8_e4m4"]
+    assert R.canonical_name("tf32") == "tf32"

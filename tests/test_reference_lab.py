@@ -129,7 +129,7 @@ def test_training_ladder_never_fp32_or_fp4():
 ])
 def test_native_formats_table(cc, has_fp8, has_fp4):
     native = R.native_formats(cc)
-    assert ("fp8_e4m3" in native) == has_fp8
+    assert ("fp8_e4m3fn" in native) == has_fp8
     assert ("nvfp4" in native) == has_fp4
 
 

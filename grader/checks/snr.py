@@ -98,7 +98,7 @@ def by_format(student, rng):
 def _by_format(student, w):
     got = as_dict(student.call("snr_by_format", w), "snr_by_format(weights)", ("int8", "int4", "fp8", "fp4"))
     t = torch.from_numpy(w)
-    spec = {"int8": ("int8", {}), "int4": ("int4", {}), "fp8": ("fp8_e4m3", {}), "fp4": ("nvfp4", {})}
+    spec = {"int8": ("int8", {}), "int4": ("int4", {}), "fp8": ("fp8_e4m3fn", {}), "fp4": ("nvfp4", {})}
     wrong = []
     for key, (name, opts) in spec.items():
         want = reference.calculate_snr(t, reference.fake_quantize(t, name, **opts))
@@ -125,6 +125,6 @@ def best_format(student, rng):
         raise Fail("BEST_FORMAT_FOR_GAUSSIAN must be a string such as 'int4'.")
     x = torch.from_numpy(rng.standard_normal(16 * 1024).astype(np.float32))
     snrs = {k: reference.calculate_snr(x, reference.fake_quantize(x, n))
-            for k, n in (("int8", "int8"), ("int4", "int4"), ("fp8", "fp8_e4m3"), ("fp4", "nvfp4"))}
+            for k, n in (("int8", "int8"), ("int4", "int4"), ("fp8", "fp8_e4m3fn"), ("fp4", "nvfp4"))}
     if got.strip().lower() != max(snrs, key=snrs.get):
         raise Fail("BEST_FORMAT_FOR_GAUSSIAN is not the format with the highest SNR in your snr_by_format table.")
