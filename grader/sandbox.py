@@ -219,6 +219,34 @@ def _mask_paths(course_root: Optional[Path], extra: tuple[str, ...] = ()) -> lis
 # framing with deadlines and caps
 # ---------------------------------------------------------------------------------------
 
+_TMP_PREFIX = "lab-sandbox-"
+_swept = False
+
+
+def _sweep_stale_dirs() -> None:
+    """Remove the sandbox folders of graders that were killed before they could clean up
+    (``lab-sandbox-<pid>-*`` of this user whose grader pid is gone). Once per process."""
+    global _swept
+    if _swept:
+        return
+    _swept = True
+    tmp = Path(tempfile.gettempdir())
+    try:
+        entries = list(tmp.glob(f"{_TMP_PREFIX}*-*"))
+    except OSError:
+        return
+    for d in entries:
+        pid = d.name[len(_TMP_PREFIX):].split("-", 1)[0]
+        try:
+            if not pid.isdigit() or d.is_symlink() or d.stat().st_uid != os.getuid():
+                continue
+            os.kill(int(pid), 0)  # the grader that made it still runs
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except OSError:
+            continue
+
+
 class Channel:
     """Length-prefixed JSON frames on a non-blocking fd; linear buffering, size cap, deadlines."""
 
@@ -500,7 +528,8 @@ class Sandbox:
     def _spec(self) -> dict:
         lim = self.limits
         if self._tmp is None:
-            self._tmp = tempfile.mkdtemp(prefix="lab-sandbox-")
+            _sweep_stale_dirs()
+            self._tmp = tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{os.getpid()}-")
             os.chmod(self._tmp, 0o755)
             os.mkdir(os.path.join(self._tmp, "root"))
         workdir = "/tmp/work" if self.level == "namespaces" else os.path.join(self._tmp, f"work{self.run.restarts}")

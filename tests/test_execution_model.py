@@ -484,3 +484,29 @@ def calculate_snr(original, quantized):
     assert not any(line.strip().startswith("[PASS] snr_known_value") for line in text.splitlines()), text
     for ch in ("\u2028", "\u200b", "\ufeff", "\U000E0041"):
         assert ch not in text
+
+
+def test_sandbox_folders_of_a_killed_grader_are_swept_by_the_next(tmp_path, monkeypatch):
+    """A grader killed with SIGKILL cannot remove its /tmp/lab-sandbox-<pid>-* folder; the next grader
+    run removes the folders whose grader pid is gone and keeps those of graders still running."""
+    import tempfile
+    from grader import sandbox as S
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(S, "_swept", False)
+    killed = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    killed.kill()
+    killed.wait()
+    dead = tmp_path / f"lab-sandbox-{killed.pid}-x1"
+    (dead / "root").mkdir(parents=True)
+    (dead / "work0").mkdir()
+    (dead / "work0" / "student_file").write_text("left behind")
+    alive = tmp_path / f"lab-sandbox-{os.getpid()}-x2"
+    (alive / "root").mkdir(parents=True)
+    other = tmp_path / "lab-sandbox-notapid"
+    other.mkdir()
+    S._sweep_stale_dirs()
+    assert not dead.exists() and alive.exists() and other.exists()
+    dead.mkdir()
+    S._sweep_stale_dirs()  # once per grader process
+    assert dead.exists()
