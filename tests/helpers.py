@@ -6,6 +6,8 @@ from pathlib import Path
 
 import nbformat
 
+from grader.checks.local import NamespaceStudent  # call() and get() as the sandbox answers them
+
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "source" / "lab321" / "lab321.ipynb"
 from grader.checks import full_marks  # noqa: E402 - the exercise contract
@@ -44,7 +46,7 @@ def write_notebook(cells: list[str], path: Path) -> Path:
     return path
 
 
-class LocalStudent:
+class LocalStudent(NamespaceStudent):
     """A submission run in this process, for fast tests of the checks (NOT a sandbox).
 
     The instructor notebook's cells run once per process; each submission re-runs only its
@@ -90,24 +92,6 @@ class LocalStudent:
                     continue
                 if gid.endswith(("_solution", "_answer")) or is_check:
                     exec(compile(src, f"<cell {gid}>", "exec"), self.ns)
-
-    def call(self, name, *args, **kwargs):
-        from grader import worker_src
-        from grader.sandbox import StudentError, decode, encode_arg
-        fn = self.ns.get(name)
-        if fn is None:
-            raise StudentError(f"NameError: {name} is not defined after running the notebook", kind="NameError")
-        a, k = worker_src.decode(encode_arg(list(args))), worker_src.decode(encode_arg(kwargs))
-        try:
-            value = fn(*a, **k)
-        except Exception as exc:  # noqa: BLE001 - the student's exception, as the sandbox reports it
-            raise StudentError(str(exc), from_student=True, kind=type(exc).__name__) from None
-        return decode(worker_src.encode(value))
-
-    def get(self, name):
-        from grader import worker_src
-        from grader.sandbox import decode
-        return decode(worker_src.encode(self.ns[name]))
 
 
 def _grade_ids() -> set[str]:

@@ -472,14 +472,15 @@ print([hex(c) for c in e4m3_encode(torch.tensor([1.0, 1.0625, 1.1875, 500.0, -0.
 print(nvfp4_encode(torch.linspace(-1, 1, 32))["scale_codes"])
 
 # %% nbgrader={"grade": true, "grade_id": "quantizer", "locked": true, "points": 6.0, "schema_version": 3, "solution": false}
-# Public checks for Exercise 3 (the grader also runs hidden checks with other inputs).
-codes = e4m3_encode(torch.tensor([1.0, 1.0625, 1.1875, 448.0, 500.0, -float("inf"), 2.0**-9, 2.0**-10, -0.0]))
-assert [int(c) for c in codes] == [0x38, 0x38, 0x3A, 0x7E, 0x7E, 0xFE, 0x01, 0x00, 0x80], [hex(int(c)) for c in codes]
-assert int(e4m3_encode(torch.tensor([float("nan")]))[0]) in (0x7F, 0xFF), "NaN stays NaN"
-enc = nvfp4_encode(torch.tensor([[0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0, 6.0] * 2]) * 448)
-assert float(enc["tensor_scale"]) == 1.0 and [int(c) for c in enc["scale_codes"].reshape(-1)] == [0x7E]
-assert [int(c) for c in enc["codes"].reshape(-1)][:8] == [0, 2, 2, 4, 4, 6, 6, 7], "E2M1 ties to even"
-print("Exercise 3: public checks passed")
+# The public checks of Exercise 3, the same ones the self-check and the grader run (the grader
+# also runs hidden checks with other inputs; they never run in the notebook).
+try:
+    from grader.checks.local import run_public
+except Exception:  # the course package is not importable here (not installed, or the grading sandbox)
+    print("Public checks not run in this kernel (the course package is not importable here): save the "
+          "notebook and run `pytest lab321.ipynb` in a terminal to self-check.")
+else:
+    run_public("quantizer", globals())
 
 # %% [markdown]
 # ## Part 5: Memory
@@ -636,26 +637,15 @@ for size, task in ((34, "inference"), (8.2, "training")):
     print("  recommendation:", analysis["recommendation"])
 
 # %% nbgrader={"grade": true, "grade_id": "memory", "locked": true, "points": 6.0, "schema_version": 3, "solution": false}
-# Public checks for Exercise 1 (the grader also runs hidden checks with other inputs).
-result = analyze_model_memory(34)
-assert set(result) == {"precisions", "recommendation"}, "return a dict with 'precisions' and 'recommendation'"
-table = {k.lower(): v for k, v in result["precisions"].items()}
-for p, bytes_pp in {"fp32": 4, "fp16": 2, "bf16": 2, "fp8": 1, "int8": 1, "int4": 0.5, "fp4": 0.5}.items():
-    assert abs(float(table[p]["memory_gb"]) - 34 * bytes_pp * 1.2) <= 0.05, f"{p} memory of a 34B model for inference"
-assert not table["fp32"]["fits"] and table["bf16"]["fits"]
-assert str(result["recommendation"]).lower() == "bf16"
-training = {k.lower(): v for k, v in analyze_model_memory(7, task="training")["precisions"].items()}
-for p, bytes_pp in {"fp32": 16, "fp16": 16, "bf16": 16, "fp8": 15, "int8": 15}.items():
-    assert abs(float(training[p]["memory_gb"]) - 7 * bytes_pp) <= 0.11, f"{p} memory of a 7B model for training"
-assert str(analyze_model_memory(8.2, task="training")["recommendation"]).lower() == "fp8", "8.2B training: bf16 does not fit"
-for args, kwargs in (((-7,), {}), ((7,), {"memory_budget_gb": 0})):
-    try:
-        analyze_model_memory(*args, **kwargs)
-    except ValueError:
-        pass
-    else:
-        raise AssertionError(f"analyze_model_memory{args} {kwargs} should raise ValueError")
-print("Exercise 1: public checks passed")
+# The public checks of Exercise 1, the same ones the self-check and the grader run (the grader
+# also runs hidden checks with other inputs; they never run in the notebook).
+try:
+    from grader.checks.local import run_public
+except Exception:  # the course package is not importable here (not installed, or the grading sandbox)
+    print("Public checks not run in this kernel (the course package is not importable here): save the "
+          "notebook and run `pytest lab321.ipynb` in a terminal to self-check.")
+else:
+    run_public("memory", globals())
 
 
 # %% [markdown]
@@ -708,11 +698,15 @@ BEST_FORMAT_FOR_GAUSSIAN = "int8"
 ### END SOLUTION
 
 # %% nbgrader={"grade": true, "grade_id": "snr", "locked": true, "points": 6.0, "schema_version": 3, "solution": false}
-# Public checks for Exercise 2 (the grader also runs hidden checks with other inputs).
-snr = float(calculate_snr(torch.tensor([3.0, 4.0]), torch.tensor([3.0, 3.0])))  # float, numpy or 0-d tensor
-assert abs(snr - 10 * math.log10(25 / 1)) < 0.01, "SNR of [3, 4] quantized as [3, 3]"
-assert float(calculate_snr(torch.ones(8), torch.ones(8))) == float("inf"), "identical tensors: float('inf')"
-print("Exercise 2: public checks passed")
+# The public checks of Exercise 2, the same ones the self-check and the grader run (the grader
+# also runs hidden checks with other inputs; they never run in the notebook).
+try:
+    from grader.checks.local import run_public
+except Exception:  # the course package is not importable here (not installed, or the grading sandbox)
+    print("Public checks not run in this kernel (the course package is not importable here): save the "
+          "notebook and run `pytest lab321.ipynb` in a terminal to self-check.")
+else:
+    run_public("snr", globals())
 
 
 # %% [markdown]
@@ -761,16 +755,15 @@ print(recommend_precision(70))
 print(recommend_precision(8.2, task="training", quality_priority="quality"))
 
 # %% nbgrader={"grade": true, "grade_id": "advisor", "locked": true, "points": 6.0, "schema_version": 3, "solution": false}
-# Public checks for the challenge (the grader also runs hidden checks with other inputs).
-r = recommend_precision(70, memory_budget_gb=128, task="inference")
-assert set(r) >= {"precision", "memory_gb", "fits", "reasoning"}
-assert str(r["precision"]).lower() == "fp8" and bool(r["fits"]) and abs(float(r["memory_gb"]) - 84.0) <= 0.084
-assert len(str(recommend_precision(13)["reasoning"]).strip()) >= 10, "'reasoning' is a sentence or two"
-for size, prio in ((3, "memory"), (2, "quality"), (8.4, "quality")):
-    p = str(recommend_precision(size, task="training", quality_priority=prio)["precision"]).lower()
-    assert p != "fp4", "FP4 is not a training format"
-    assert p == ("bf16" if size == 2 else "fp8"), f"training a {size}B model with {prio} priority"
-print("Challenge: public checks passed")
+# The public checks of the challenge, the same ones the self-check and the grader run (the grader
+# also runs hidden checks with other inputs; they never run in the notebook).
+try:
+    from grader.checks.local import run_public
+except Exception:  # the course package is not importable here (not installed, or the grading sandbox)
+    print("Public checks not run in this kernel (the course package is not importable here): save the "
+          "notebook and run `pytest lab321.ipynb` in a terminal to self-check.")
+else:
+    run_public("advisor", globals())
 
 # %% [markdown]
 # ## Common mistakes
