@@ -533,7 +533,10 @@ def build_root(libc, spec):
         if os.path.isdir(m) and any(m == s_ or m.startswith(s_.rstrip("/") + "/") for s_ in shown):
             _mount(libc, "tmpfs", new + m, "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY, "size=4k,mode=0555")
             masked.append(m)
-    nvidia = [n for n in os.listdir("/dev") if n.startswith("nvidia")] if os.path.isdir("/dev") else []
+    # the GPU only where calls get CUDA tensors: a CPU grading never depends on a GPU (or on a
+    # neighbour's use of its memory)
+    nvidia = ([n for n in os.listdir("/dev") if n.startswith("nvidia")]
+              if os.path.isdir("/dev") and spec.get("device") == "cuda" else [])
     for n in list(DEVICES) + nvidia:
         if os.path.exists("/dev/" + n):
             _bind(libc, "/dev/" + n, new + "/dev/" + n, readonly=False)
@@ -727,6 +730,8 @@ def notebook_main(spec, req_fd, rep_fd, uid, cgroup_limits, detail):
     os.environ.update({"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": workdir,
                        "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0",
                        "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": workdir})
+    if DEVICE != "cuda":  # also at the 'process' level, where /dev is the host's: CUDA sees no GPU
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
     # Keep our channel away from the descriptors a student's code writes to by accident or
     # on purpose (0-9, "inherited fds"): a random pair below the NOFILE limit of 256, and
     # nothing else open but stdin/stdout/stderr, which point nowhere.

@@ -151,7 +151,8 @@ def pid():
     return os.getpid()
 ''']
     import torch
-    with Sandbox(cells, limits=settings().limits, course_root=ROOT) as sb:
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    with Sandbox(cells, limits=settings().limits, course_root=ROOT, device=device) as sb:
         assert sb.call("f", torch.ones(4)) == 8.0
         first = sb.call("pid")
         assert sb.call("f", torch.ones(2)) == 4.0
@@ -168,8 +169,24 @@ def calculate_snr(original, quantized):
 def snr_by_format(weights):
     return _by(weights.to("cuda"))
 ''')
-    report = grade_cells(moved, settings=settings())
+    s = settings()
+    s.device = "cuda"
+    report = grade_cells(moved, settings=s)
     assert scores(report) == FULL, report.notes
+
+
+def test_a_cpu_grading_hides_the_gpu_so_grades_never_depend_on_one():
+    """Graded on the CPU (the default), the notebook sees no GPU even on a GPU machine: no /dev/nvidia*,
+    CUDA_VISIBLE_DEVICES empty. A notebook written to run anywhere (the lab's DEV idiom) scores the same on
+    every machine, and no neighbour's use of GPU memory can reach it."""
+    cells = ['''
+import os, torch
+def seen():
+    return [os.environ.get("CUDA_VISIBLE_DEVICES"), torch.cuda.is_available(),
+            sorted(n for n in os.listdir("/dev") if n.startswith("nvidia"))]
+''']
+    with Sandbox(cells, limits=settings().limits, course_root=ROOT) as sb:
+        assert sb.call("seen") == ["", False, []]
 
 
 def test_calls_that_end_the_process_cost_only_their_checks_and_a_fresh_process_follows():
