@@ -27,18 +27,19 @@ case "${1:-}" in
       echo "== device-check"; python3 -m grader device-check; echo "device-check exit $?"
       echo "== CUDA in calls: model solution moved to CUDA, lanes"; python3 -m pytest -q -rs \
         tests/test_execution_model.py tests/test_device.py tests/test_reference_device_arith.py tests/test_hostile_corpus.py
-      echo "== grade + self-check of a CUDA variant"
+      echo "== grade + self-check of a variant that uses CUDA where it is visible (CPU grading hides the GPU)"
       python3 - <<'PY'
 import json, subprocess, sys, tempfile, pathlib
 sys.path[:0] = ["tests", "."]
 from helpers import build, write_notebook
 cells = build(append="""
 import torch
+DEV = "cuda" if torch.cuda.is_available() else "cpu"
 _snr, _by = calculate_snr, snr_by_format
 def calculate_snr(original, quantized):
-    return _snr(original.to("cuda"), quantized.to("cuda"))
+    return _snr(original.to(DEV), quantized.to(DEV))
 def snr_by_format(weights):
-    return _by(weights.to("cuda"))
+    return _by(weights.to(DEV))
 """)
 d = pathlib.Path(tempfile.mkdtemp())
 nb = write_notebook(cells, d / "lab321.ipynb")
