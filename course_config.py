@@ -69,7 +69,10 @@ _root = c.CourseDirectory.root
 c.Exchange.root = _os.path.join(_root, "exchange")
 _EXCHANGE_COMMANDS = {"release_assignment", "fetch_assignment", "submit", "collect", "list", "release_feedback",
                       "fetch_feedback", "lab", "notebook", "server"}  # the last three: the formgrader's buttons
-if _EXCHANGE_COMMANDS & set(__import__("sys").argv[1:3]) and not _os.path.isdir(c.Exchange.root):
+_argv = __import__("sys").argv
+_server = any(k in _os.path.normpath(_argv[0]).split(_os.sep)[-2:] or _os.path.basename(_argv[0]).startswith(k)
+              for k in ("jupyterlab", "jupyter-lab", "jupyter_server", "jupyter-server", "notebook", "jupyter-notebook"))
+if (_server or _EXCHANGE_COMMANDS & set(_argv[1:3])) and not _os.path.isdir(c.Exchange.root):
     try:
         _os.makedirs(c.Exchange.root, exist_ok=True)
         _os.chmod(c.Exchange.root, 0o1777)  # like /srv/nbgrader/exchange: everyone writes, only owners delete

@@ -166,6 +166,9 @@ def test_formgrader_shows_trusted_scores_and_per_check_feedback(course, server, 
 
             page.goto(f"{base}/formgrader?token={token}")  # the link `jupyter lab` prints; the token sets a cookie
             expect(page.locator("tbody tr", has_text=LAB).first).to_be_visible()
+            # the course owns its exchange: created when the server starts, so Release/Collect work
+            assert page.locator("#warning-exchange").count() == 0, "the formgrader says the exchange is missing"
+            assert (course / "exchange").is_dir()
             page.get_by_role("link", name="Manage Students").click()
             page.wait_for_url("**/formgrader/manage_students")
             expect(page.locator("tbody tr", has_text=MISTAKE)).to_be_visible()
