@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,6 +167,9 @@ def grade_path(path: Path, **kwargs: Any) -> Report:
     return grade_cells(read_cells(path), label=str(path), **kwargs)
 
 
+FEEDBACK_WIDTH = 100
+
+
 def check_line(c: CheckResult) -> str:
     tag = "hidden check" if c.hidden else "public check"
     if c.passed:
@@ -178,7 +182,10 @@ def report_lines_for_exercise(e: ExerciseResult, r: Report) -> list[str]:
     lines += ["  " + check_line(c) for c in e.checks]
     if r.notes and e.score < e.max_score:
         lines.append("  notes from running your notebook: " + "; ".join(r.notes[:3]))
-    return [clean(line) for line in lines]
+    # wrapped: the formgrader and feedback show outputs in a <pre> that does not wrap
+    return [part for line in lines
+            for part in textwrap.wrap(clean(line), FEEDBACK_WIDTH, subsequent_indent=" " * 9,
+                                      break_long_words=False, break_on_hyphens=False) or [""]]
 
 
 def format_report(r: Report) -> str:

@@ -357,6 +357,31 @@ def test_feedback_shows_no_hidden_grader_code(course):
             assert line not in text, f"{html} shows grader code: {line}"
 
 
+def test_feedback_lines_fit_the_formgrader(course):
+    """The formgrader and the feedback HTML show a grade cell's output in a <pre> that does not wrap:
+    every line the trusted grader writes there fits in 100 columns, and each check's line is all there."""
+    import nbformat
+    from grader.grade import FEEDBACK_WIDTH, check_line, grade_path
+
+    sid = "snr_swapped"
+    nb = nbformat.read(course / "autograded" / sid / LAB / f"{LAB}.ipynb", as_version=4)
+    shown = ""
+    for cell in nb.cells:
+        if cell.get("metadata", {}).get("nbgrader", {}).get("grade"):
+            for out in cell.get("outputs", []):
+                text = out.get("text", "")
+                assert all(len(line) <= FEEDBACK_WIDTH for line in text.splitlines()), text
+                shown += text
+    squash = lambda t: re.sub(r"\s+", " ", t)  # noqa: E731
+    from grader import config
+    report = grade_path(course / "submitted" / sid / LAB / f"{LAB}.ipynb", settings=config.load(course))
+    failed = [c for e in report.exercises.values() for c in e.checks if not c.passed]
+    assert failed and any(len(check_line(c)) > FEEDBACK_WIDTH for c in failed)
+    for e in report.exercises.values():
+        for c in e.checks:
+            assert squash(check_line(c)) in squash(shown)
+
+
 def _selfcheck(tmp_path: Path, sources) -> subprocess.CompletedProcess:
     a = tmp_path / "assignments"
     (a / LAB).mkdir(parents=True)
