@@ -24,7 +24,8 @@ import nbformat
 from .config import REPO_ROOT
 
 LAB = "lab321"
-SOLUTION_CELLS = ("memory_solution", "snr_solution", "snr_answer", "quantizer_solution", "advisor_solution")
+SOLUTION_CELLS = ("memory_solution", "snr_solution", "snr_answer", "quantizer_solution", "weights_solution",
+                  "advisor_solution")
 
 
 def solution_sources() -> dict[str, str]:
@@ -62,6 +63,8 @@ MISTAKES = {
                               _edit("advisor_solution", '"training": ("bf16", "fp8")', '"training": ("fp32", "bf16", "fp8")')),
     "advisor_ignores_budget": ("the advisor ignores the memory budget",
                                _edit("advisor_solution", "if mem <= memory_budget_gb:", "if mem <= 128:")),
+    "weights_per_tensor": ("INT8 with one scale per tensor, not per output channel",
+                           _edit("weights_solution", "w.abs().amax(dim=1, keepdim=True) / 127", "w.abs().max() / 127")),
 }
 
 

@@ -38,6 +38,7 @@ MISTAKE_FAILS = {
     "advisor_fp4_training": {"advisor_training_no_fp4", "advisor_training"},
     "advisor_fp32_training": {"advisor_training_no_fp4", "advisor_training"},
     "advisor_ignores_budget": {"advisor_custom_budget_16gb", "advisor_custom_budget"},
+    "weights_per_tensor": {"per_channel_public", "per_channel_minilm_example", "per_channel_minilm", "per_channel_edge"},
 }
 
 

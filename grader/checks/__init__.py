@@ -191,7 +191,7 @@ def ratio_hint(got: float, want: float) -> str:
     return ""
 
 
-from . import advisor, memory, quantizer, snr  # noqa: E402,F401  (registers the checks)
+from . import advisor, memory, quantizer, snr, weights  # noqa: E402,F401  (registers the checks)
 
 
 def by_exercise() -> dict[str, list[Check]]:

@@ -948,16 +948,16 @@ else:
         print(f"Part 6 needs the MiniLM weights, which are not installed: {MINILM_INSTALL}")
     else:
         with safe_open(str(minilm_path), framework="pt") as f:
-            sizes = {k: math.prod(f.get_slice(k).get_shape()) for k in f.keys() if f.get_slice(k).get_dtype() == "F32"}
+            minilm_sizes = {k: math.prod(f.get_slice(k).get_shape()) for k in f.keys() if f.get_slice(k).get_dtype() == "F32"}
             for block in range(6):
                 for name, short in MINILM_MATRICES.items():
                     MINILM[f"{block}.{short}"] = f.get_tensor(f"encoder.layer.{block}.{name}.weight").float()
-        total = sum(sizes.values())
+        minilm_total = sum(minilm_sizes.values())
         in_matrices = sum(w.numel() for w in MINILM.values())
-        embeddings = sum(n for k, n in sizes.items() if k.startswith("embeddings.") and k.endswith("embeddings.weight"))
-        print(f"all-MiniLM-L6-v2: {total / 1e6:.1f}M parameters. The {len(MINILM)} encoder weight matrices hold "
-              f"{in_matrices / 1e6:.1f}M ({in_matrices / total:.0%}), the embedding tables {embeddings / 1e6:.1f}M "
-              f"({embeddings / total:.0%}).")
+        embeddings = sum(n for k, n in minilm_sizes.items() if k.startswith("embeddings.") and k.endswith("embeddings.weight"))
+        print(f"all-MiniLM-L6-v2: {minilm_total / 1e6:.1f}M parameters. The {len(MINILM)} encoder weight matrices hold "
+              f"{in_matrices / 1e6:.1f}M ({in_matrices / minilm_total:.0%}), the embedding tables {embeddings / 1e6:.1f}M "
+              f"({embeddings / minilm_total:.0%}).")
 
 
 # %% [markdown]
@@ -976,16 +976,16 @@ def sample_rows(w, step=4):
     # Every `step`-th output row plus the row holding the largest |weight|, and how many rows each stands for.
     top = int(w.abs().amax(dim=1).argmax())
     rows = [r for r in range(0, w.shape[0], step) if r != top] + [top]
-    counts = torch.full((len(rows), 1), float(step), dtype=torch.float64)
+    counts = torch.full((len(rows),), float(step), dtype=torch.float64)
     counts[-1] = 1.0
     return w[rows], counts
 
 
 def sampled_snr_db(x, q, counts):
-    # The full matrix's SNR estimated from sampled rows x (quantized: q): each row counts `counts` times.
-    x = x.double()
-    error = q.double() - x
-    return 10 * math.log10(float((counts * x**2).sum()) / float((counts * error**2).sum()))
+    # The full matrix's SNR estimated from sampled rows x (quantized: q): row i counts counts[i] times.
+    signal = x.pow(2).sum(dim=1).double()  # per row: float32 sums of at most 1536 squares are exact enough
+    noise = (q - x).pow(2).sum(dim=1).double()
+    return 10 * math.log10(float(counts @ signal) / float(counts @ noise))
 
 
 LAYER_FORMATS = {"INT8": lambda w: symmetric_quantize(w, 8), "FP8 E4M3": fp8_quantize,
@@ -1006,14 +1006,15 @@ if MINILM:
     print(f"INT8 beats FP8 E4M3 on {len(order) - len(int8_loses)} of {len(order)} layers; "
           f"it loses on {', '.join(int8_loses)}")
     outlier = MINILM_SUMMARY["INT8"][2]
-    w = MINILM[outlier]
-    print(f"{outlier} {tuple(w.shape)}: its largest |weight| is {w.abs().max():.2f}, {w.abs().max() / w.std():.0f} "
-          f"standard deviations out; the median row's largest is {w.abs().amax(dim=1).median():.2f}")
+    outlier_w = MINILM[outlier]
+    outlier_std = float(outlier_w.abs().max() / outlier_w.std())
+    print(f"{outlier} {tuple(outlier_w.shape)}: its largest |weight| is {outlier_w.abs().max():.2f}, {outlier_std:.0f} "
+          f"standard deviations out; the median row's largest is {outlier_w.abs().amax(dim=1).median():.2f}")
 
     fig, ax = plt.subplots(figsize=(13, 4.5))
     for fmt, style in zip(LAYER_FORMATS, ("o-", "s-", "^-", "v-")):
         ax.plot(range(len(order)), [MINILM_SNR[name][fmt] for name in order], style, ms=4, label=fmt)
-    ax.annotate(f"{outlier}: one weight {w.abs().max() / w.std():.0f} std out", xy=(0, MINILM_SNR[outlier]["INT8"]),
+    ax.annotate(f"{outlier}: one weight {outlier_std:.0f} std out", xy=(0, MINILM_SNR[outlier]["INT8"]),
                 xytext=(2, MINILM_SNR[outlier]["INT8"] + 1), arrowprops={"arrowstyle": "->"}, va="center")
     ax.set_xticks(range(len(order)), order, rotation=90, fontsize=8)
     ax.set(ylabel="SNR (dB)", xlabel="layer (sorted by INT8 SNR)",
