@@ -36,6 +36,7 @@ import base64
 import ctypes
 import fcntl
 import io
+import gc
 import json
 import os
 import resource
@@ -114,6 +115,10 @@ def zygote_main(cfg):
     except BaseException:  # noqa: BLE001 - already reported as missing
         pass
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # keepers are reaped by the kernel
+    # The warm imports are never garbage: keep them out of the collector, so a notebook's full
+    # collections do not walk torch's objects again (and their pages stay shared after fork).
+    gc.collect()
+    gc.freeze()
     sock.send(json.dumps({"op": "ready", "missing": missing, "pid": os.getpid()}).encode())
     while True:
         try:
