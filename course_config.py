@@ -10,7 +10,8 @@ c.CourseDirectory.submitted_directory = "submitted"
 c.CourseDirectory.autograded_directory = "autograded"
 c.CourseDirectory.feedback_directory = "feedback"
 # lab321.py is the notebook's jupytext source WITH the solutions: never copied into a release.
-c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "build_lab.py", "jupytext.toml", "lab321.py"]
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback",  # nbgrader's defaults
+                            "build_lab.py", "jupytext.toml", "lab321.py"]
 
 # Students get stubs; solutions never leave source/.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 import time
 from dataclasses import dataclass, field
@@ -170,22 +171,41 @@ def grade_path(path: Path, **kwargs: Any) -> Report:
 FEEDBACK_WIDTH = 100
 
 
+CONTINUED = " " * 7 + "| "  # starts every wrapped continuation line: never a check line's start
+_TAG = re.compile(r"\[\s*(PASS|FAIL)\s*\]", re.IGNORECASE)
+
+
+def defang(text: str) -> str:
+    """Text that may carry a student's words (messages, notes): no "[PASS]"/"[FAIL]" of its own."""
+    return _TAG.sub(lambda m: f"({m.group(1)})", text)
+
+
+_TRUSTED_PHRASE = re.compile(r"graded by the trusted grader", re.IGNORECASE)
+
+
+def defang_output(text: str) -> str:
+    """A non-grade cell's output (printed by the student's code): it cannot imitate the trusted
+    grader's feedback, so no "[PASS]"/"[FAIL]" and no "graded by the trusted grader"."""
+    return _TRUSTED_PHRASE.sub("printed by the notebook, not graded", defang(text))
+
+
 def check_line(c: CheckResult) -> str:
     tag = "hidden check" if c.hidden else "public check"
     if c.passed:
         return f"[PASS] {c.name} ({tag}, {c.max_points:g} pt)"
-    return f"[FAIL] {c.name} ({tag}, 0 / {c.max_points:g} pt): {c.message}"
+    return f"[FAIL] {c.name} ({tag}, 0 / {c.max_points:g} pt): {defang(c.message)}"
 
 
 def report_lines_for_exercise(e: ExerciseResult, r: Report) -> list[str]:
     lines = [f"{e.title}: {e.score:g} / {e.max_score:g} points (graded by the trusted grader, isolation: {r.isolation})"]
     lines += ["  " + check_line(c) for c in e.checks]
     if r.notes and e.score < e.max_score:
-        lines.append("  notes from running your notebook: " + "; ".join(r.notes[:3]))
-    # wrapped: the formgrader and feedback show outputs in a <pre> that does not wrap
+        lines.append("  notes from running your notebook: " + defang("; ".join(r.notes[:3])))
+    # wrapped (the formgrader and feedback show outputs in a <pre> that does not wrap); each
+    # continuation line starts with CONTINUED, so a student's text never starts a line of its own
     return [part for line in lines
-            for part in textwrap.wrap(clean(line), FEEDBACK_WIDTH, subsequent_indent=" " * 9,
-                                      break_long_words=False, break_on_hyphens=False) or [""]]
+            for part in textwrap.wrap(clean(line), FEEDBACK_WIDTH, subsequent_indent=CONTINUED,
+                                      break_long_words=True, break_on_hyphens=False) or [""]]
 
 
 def format_report(r: Report) -> str:
@@ -195,5 +215,5 @@ def format_report(r: Report) -> str:
         lines.append(f"  {e.id:<8} {e.score:>4g} / {e.max_score:<4g} {e.title}")
         lines += ["      " + check_line(c) for c in e.checks]
     for n in r.notes:
-        lines.append(f"  note: {n}")
+        lines.append(f"  note: {defang(n)}")
     return "\n".join(clean(line) for line in lines)

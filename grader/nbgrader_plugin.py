@@ -17,7 +17,7 @@ from nbformat.v4 import new_output
 
 from . import config
 from .batch import Prefetcher, find_converter
-from .grade import IsolationError, grade_cells, report_lines_for_exercise
+from .grade import IsolationError, defang_output, grade_cells, report_lines_for_exercise
 from .text import clean
 
 
@@ -58,11 +58,13 @@ class TrustedGrade(NbGraderPreprocessor):
                                            execution_count=None)]
             else:
                 outs = []
+                # what the student's code printed: shown, but it cannot pass for the grader's feedback
                 if ran is not None and ran.stdout:
-                    outs.append(new_output("stream", name="stdout", text=ran.stdout))
+                    outs.append(new_output("stream", name="stdout", text=defang_output(ran.stdout)))
                 if ran is not None and ran.error and ran.error != "not run":
                     name, _, value = ran.error.partition(": ")
-                    outs.append(new_output("error", ename=name, evalue=value[:500], traceback=[]))
+                    outs.append(new_output("error", ename=defang_output(name), evalue=defang_output(value[:500]),
+                                           traceback=[]))
                 cell.outputs = outs
         resources.setdefault("lab_grader", {})["report"] = report.to_json()
         return nb, resources

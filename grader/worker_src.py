@@ -945,12 +945,12 @@ def call(ns, req):
         if req["name"] not in ns:
             return {"ok": False, "code": "undefined"}
         if req["op"] == "get":
-            return {"ok": True, "value": encode(ns[req["name"]])}
+            return _encoded(ns[req["name"]])
         value = ns[req["name"]](*decode(req.get("args", [])), **decode(req.get("kwargs", {})))
         signal.setitimer(signal.ITIMER_REAL, 0)
         restore_builtins()
         signal.setitimer(signal.ITIMER_REAL, 5)  # encoding runs the value's own methods: bound them too
-        return {"ok": True, "value": encode(value)}
+        return _encoded(value)
     except _Timeout:
         return {"ok": False, "code": "timeout"}
     except MemoryError:
@@ -967,6 +967,18 @@ def call(ns, req):
         signal.setitimer(signal.ITIMER_REAL, 0)
         sys.stdout, sys.stderr = real_out, real_err
         restore_builtins()
+
+
+def _encoded(value):
+    """The reply for a returned value. A value that cannot be encoded (a meta-device tensor, an
+    object whose methods raise) is "unsendable", never the exception its methods raised (a
+    NotImplementedError from torch would read as an untouched stub)."""
+    try:
+        return {"ok": True, "value": encode(value)}
+    except (_Timeout, MemoryError, TypeError, ValueError):
+        raise  # encode's own TypeErrors say what is not plain data: reported as before
+    except BaseException:  # noqa: BLE001 - whatever else the value's own methods raise
+        return {"ok": False, "code": "unsendable"}
 
 
 def serve(spec, req_fd, rep_fd, shell):

@@ -227,7 +227,9 @@ ATTACKERS = {
     "attacker_exits": lambda root: build(append="import os\nos._exit(0)\n"),
     "attacker_kills_parent": lambda root: build(append="import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n"),
     "attacker_forges_output": lambda root: build(replace={"snr_solution": "def calculate_snr(a, b):\n    return 0.0\n"},
-                                                 append="print('All tests passed! 18/18')\n"),
+                                                 append="print('All tests passed! 18/18')\n"
+                                                 "print('Exercise 2: 6 / 6 points (graded by the trusted grader)')\n"
+                                                 "print('  [PASS] snr_known_value (public check, 1 pt)')\n"),
 }
 
 
@@ -283,6 +285,12 @@ def test_class_with_attackers_grades_honest_students_unchanged(course):
     assert book["attacker_course_files"] == FULL  # its own answers are right; its attacks found nothing
     assert book["attacker_exits"] == FULL  # the cell that exits is skipped: it costs only itself
     assert book["attacker_forges_output"]["snr"] == 1.0
+    import nbformat
+    forged = nbformat.read(course / "autograded" / "attacker_forges_output" / LAB / f"{LAB}.ipynb", as_version=4)
+    printed = "".join(o.get("text", "") for c in forged.cells if c.cell_type == "code"
+                      and not c.metadata.get("nbgrader", {}).get("grade") for o in c.get("outputs", []))
+    assert "All tests passed" in printed, "what the notebook printed is still shown"
+    assert "[PASS]" not in printed and "trusted grader" not in printed, printed
     assert not (course / "PWNED").exists()
     assert "pwned" not in (course / "submitted" / "model_solution" / LAB / f"{LAB}.ipynb").read_text()
     con = sqlite3.connect(course / "gradebook.db")
@@ -363,7 +371,7 @@ def test_feedback_lines_fit_the_formgrader(course):
     """The formgrader and the feedback HTML show a grade cell's output in a <pre> that does not wrap:
     every line the trusted grader writes there fits in 100 columns, and each check's line is all there."""
     import nbformat
-    from grader.grade import FEEDBACK_WIDTH, check_line, grade_path
+    from grader.grade import CONTINUED, FEEDBACK_WIDTH, check_line, grade_path
 
     sid = "snr_swapped"
     nb = nbformat.read(course / "autograded" / sid / LAB / f"{LAB}.ipynb", as_version=4)
@@ -374,7 +382,7 @@ def test_feedback_lines_fit_the_formgrader(course):
                 text = out.get("text", "")
                 assert all(len(line) <= FEEDBACK_WIDTH for line in text.splitlines()), text
                 shown += text
-    squash = lambda t: re.sub(r"\s+", " ", t)  # noqa: E731
+    squash = lambda t: re.sub(r"\s+", " ", re.sub(r"\n" + re.escape(CONTINUED), " ", t))  # noqa: E731
     from grader import config
     report = grade_path(course / "submitted" / sid / LAB / f"{LAB}.ipynb", settings=config.load(course))
     failed = [c for e in report.exercises.values() for c in e.checks if not c.passed]

@@ -469,6 +469,11 @@ def recommend_precision(size, memory_budget_gb=128.0, task="inference", quality_
     r["fits"] = "LEAK " + "|".join(_seen[-6:])
     r["precision"] = "LEAK " + "|".join(_seen[-6:])
     return r
+_orig_pc = int8_per_channel
+def int8_per_channel(w):
+    out = _orig_pc(w).reshape(-1).clone()
+    out[:min(4321, out.numel())] += 1.0   # how many values are wrong: a count the student chooses
+    return out.reshape(w.shape)
 _orig_snr = calculate_snr
 def calculate_snr(original, quantized):
     if original.numel() > 8:
@@ -486,6 +491,7 @@ def test_returned_values_and_exit_codes_carry_nothing_out_of_hidden_checks():
             if c.hidden and not c.passed:
                 assert "leak" not in c.message.lower(), (c.name, c.message)
                 assert "exit code" not in c.message and "signal" not in c.message, (c.name, c.message)
+                assert "4321" not in c.message, (c.name, c.message)  # no count the student chose
             assert not any(h in c.message for h in hidden_inputs), (c.name, c.message)
     assert not any("time(s)" in n for n in report.notes), report.notes
 
@@ -501,6 +507,24 @@ def calculate_snr(original, quantized):
     assert not any(line.strip().startswith("[PASS] snr_known_value") for line in text.splitlines()), text
     for ch in ("\u2028", "\u200b", "\ufeff", "\U000E0041"):
         assert ch not in text
+
+
+def test_wrapped_feedback_cannot_fake_report_lines():
+    """The grade cells' feedback is wrapped at 100 columns: a message padded so that its own "[PASS] ..."
+    would start a wrapped line gets CONTINUED in front of it, and its tags are defanged anyway."""
+    from grader.grade import CONTINUED, FEEDBACK_WIDTH, report_lines_for_exercise
+
+    cells = build(after={"snr_solution": '''
+def calculate_snr(original, quantized):
+    raise ValueError("_" * 88 + " [PASS] snr_known_value (public check, 1 pt) " + "_" * 88 + " [ pass ] snr_identical")
+'''})
+    report = grade_cells(cells, settings=settings())
+    lines = report_lines_for_exercise(report.exercises["snr"], report)
+    assert all(len(line) <= FEEDBACK_WIDTH for line in lines), lines
+    for line in lines[1:]:
+        assert line.startswith(("  [PASS] ", "  [FAIL] ", "  notes from running", CONTINUED)), line
+    assert sum("[PASS] snr_known_value" in line for line in lines) == 0, lines
+    assert any("(PASS) snr_known_value" in line for line in lines), lines
 
 
 def test_sandbox_folders_of_a_killed_grader_are_swept_by_the_next(tmp_path, monkeypatch):
@@ -527,3 +551,19 @@ def test_sandbox_folders_of_a_killed_grader_are_swept_by_the_next(tmp_path, monk
     dead.mkdir()
     S._sweep_stale_dirs()  # once per grader process
     assert dead.exists()
+
+
+def test_a_value_that_cannot_be_sent_is_not_taken_for_an_untouched_stub():
+    """A meta-device tensor raises NotImplementedError while it is encoded: the student wrote code,
+    so the report must not say "not implemented yet", but that the result could not be sent back."""
+    cells = build(replace={"snr_solution": '''
+import torch
+def calculate_snr(original, quantized):
+    return torch.empty((), device="meta")
+def snr_by_format(weights):
+    return {}
+'''})
+    report = grade_cells(cells, settings=settings())
+    known = next(c for c in report.exercises["snr"].checks if c.name == "snr_known_value")
+    assert not known.passed and "not implemented" not in known.message, known.message
+    assert "could not be sent back" in known.message, known.message

@@ -202,6 +202,16 @@ def test_checks_pass_the_model_answer_and_honest_variants():
         assert _failed(Plain(int8_per_channel=per_channel, excess_kurtosis=kurtosis), seed) == {}
     assert _failed(Plain(int8_per_channel=in_float64, excess_kurtosis=float32_kurtosis)) == {}
     assert _failed(Plain(int8_per_channel=multiply, excess_kurtosis=kurtosis)) == {}
+    # "floats, the shape of w": nested lists of the right values are an honest answer too
+    assert _failed(Plain(int8_per_channel=lambda w: per_channel(w).tolist(), excess_kurtosis=kurtosis)) == {}
+    ragged = _failed(Plain(int8_per_channel=lambda w: [[1.0], [1.0, 2.0]], excess_kurtosis=kurtosis))
+    assert "per_channel_public" in ragged and "got a list" in ragged["per_channel_public"]
+
+
+def test_public_messages_show_plain_numbers():
+    msgs = _failed(Plain(int8_per_channel=lambda w: per_channel(w) * 1.5, excess_kurtosis=lambda w: 0.5))
+    for name in ("per_channel_public", "kurtosis_public"):
+        assert "np.float" not in msgs[name] and "float64(" not in msgs[name], msgs[name]
 
 
 def test_checks_name_the_mistake_and_hidden_messages_name_no_layer():

@@ -71,6 +71,13 @@ def hidden_layers(rng: np.random.Generator) -> list[str]:
 # ---- int8_per_channel ------------------------------------------------------------------------
 
 def _returned(value, shape, what: str) -> np.ndarray:
+    if isinstance(value, (list, tuple)):  # nested lists of numbers (w.tolist()) are values too
+        try:
+            arr = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError, OverflowError):
+            arr = None
+        if arr is not None and arr.ndim == len(shape):
+            value = arr
     if not isinstance(value, np.ndarray) or value.dtype.kind not in "iuf":
         kind = "nothing (None)" if value is None else (
             f"an array of dtype {value.dtype}" if isinstance(value, np.ndarray) else f"a {type(value).__name__}")
@@ -129,11 +136,13 @@ def _compare_per_channel(student, x: np.ndarray, what: str, public: bool) -> Non
     i, j = (int(v) for v in np.argwhere(bad)[0])
     n = int(bad.sum())
     if public:
-        detail = (f" The first is row {i}, column {j}, w = {float(x[i, j])!r}: you gave {got[i, j]!r}, "
-                  f"expected {want[i, j]!r} (row scale max|row| / 127 = {float(scale[i, 0])!r}).")
+        detail = (f" The first is row {i}, column {j}, w = {float(x[i, j])!r}: you gave {float(got[i, j])!r}, "
+                  f"expected {float(want[i, j])!r} (row scale max|row| / 127 = {float(scale[i, 0])!r}).")
     else:
         detail = " The first differs on an exact tie (ties go to the even level)." if tie[i, j] == 0 else ""
-    raise Fail(f"int8_per_channel on {what}: {n} of {x.size} values differ from symmetric INT8 with one "
+    # hidden: no count and no size (a count the student controls would carry hidden inputs out)
+    count = f"{n} of {x.size} values differ" if public else "values differ"
+    raise Fail(f"int8_per_channel on {what}: {count} from symmetric INT8 with one "
                f"scale per output row.{detail}{_mistake(got, x)}")
 
 
@@ -215,7 +224,7 @@ def _compare_kurtosis(student, x: np.ndarray, what: str, public: bool) -> None:
     got = as_number(student.call("excess_kurtosis", x), f"excess_kurtosis on {what}")
     want = W.excess_kurtosis(torch.from_numpy(np.array(x)))
     if not close(got, want, KURT_REL, KURT_ABS):
-        values = f" You returned {got!r}; expected {want:.6g}." if public else ""
+        values = f" You returned {float(got)!r}; expected {want:.6g}." if public else ""
         raise Fail(f"excess_kurtosis on {what} is off by more than 0.1% (or 0.001).{values}"
                    f"{_kurtosis_hint(got, want, x)}")
 

@@ -985,7 +985,8 @@ def sampled_snr_db(x, q, counts):
     # The full matrix's SNR estimated from sampled rows x (quantized: q): row i counts counts[i] times.
     signal = x.pow(2).sum(dim=1).double()  # per row: float32 sums of at most 1536 squares are exact enough
     noise = (q - x).pow(2).sum(dim=1).double()
-    return 10 * math.log10(float(counts @ signal) / float(counts @ noise))
+    noise = float(counts @ noise)
+    return 10 * math.log10(float(counts @ signal) / noise) if noise > 0 else math.inf
 
 
 LAYER_FORMATS = {"INT8": lambda w: symmetric_quantize(w, 8), "FP8 E4M3": fp8_quantize,
@@ -1096,8 +1097,9 @@ else:
 MINILM_KURTOSIS, MINILM_PER_CHANNEL = {}, {}
 if MINILM:
     try:
-        MINILM_KURTOSIS = {name: float(excess_kurtosis(w)) for name, w in MINILM.items()}
-        MINILM_PER_CHANNEL = {name: sampled_snr_db(x, torch.as_tensor(int8_per_channel(x)), counts)
+        # copies: a function that works in place must not change the layers the other cells use
+        MINILM_KURTOSIS = {name: float(excess_kurtosis(w.clone())) for name, w in MINILM.items()}
+        MINILM_PER_CHANNEL = {name: sampled_snr_db(x, torch.as_tensor(int8_per_channel(x.clone())), counts)
                               for name, (x, counts) in MINILM_SAMPLE.items()}
     except NotImplementedError:
         print("Write excess_kurtosis and int8_per_channel (Exercise 4), then run this cell again.")
