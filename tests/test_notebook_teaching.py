@@ -352,3 +352,18 @@ def test_cited_numbers_name_their_source(markdown):
     for claim in CITED:
         assert claim in flat, claim
     assert "NVIDIA's NVFP4 announcement" in flat and "Nemotron" in flat
+
+
+def test_exercise3_text_matches_the_grader_and_reference(markdown):
+    """"40 binades" is what the hidden quantizer checks span, and "2^-6" is the NVFP4 block-scale floor
+    of reference/, the one students are graded against."""
+    from grader.checks import quantizer as Q
+
+    assert "40 binades" in markdown and "clamp(max|block| / 6 / t, 2^-6, 448)" in markdown
+    rng = np.random.default_rng(0)
+    for lo, hi in ((-31, 9), (-20, 20)):  # e4m3_rounding's and nvfp4_scales' magnitudes
+        e = np.floor(np.log2(np.abs(Q._binades(rng, 20000, lo, hi))))
+        assert e.max() - e.min() + 1 == 40
+    x = torch.cat([torch.full((16,), 1e-6), torch.linspace(-2688, 2688, 16)]).reshape(1, 32)
+    q = R.quantize(x, "nvfp4")  # the first block's amax / 6 / t is far below 2^-6
+    assert q.scales.flatten()[0].item() == 2.0 ** -6 and q.scale_codes.flatten()[0].item() == 0x08
