@@ -39,6 +39,7 @@ class Tally:
     hidden: float = 0.0
     todo: int = 0
     wrong: int = 0
+    unparsed: int = 0  # checks of functions whose cell has a syntax error
     syntax: list[str] = field(default_factory=list)
 
 
@@ -169,7 +170,7 @@ class CheckItem(pytest.Item):
             return
         if result.message.startswith("not implemented yet"):
             if tally.syntax and "(NameError)" in result.message:
-                tally.wrong += 1  # the code is there but does not parse: not a stub
+                tally.unparsed += 1  # the code is there but does not parse: not a stub
                 raise SelfCheckFailure(f"{tally.syntax[0]} ({self.check.exercise}: the cell did not run, so its "
                                        "functions are not defined; fix the syntax and run the cell)")
             tally.todo += 1
@@ -206,6 +207,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         for line in t.syntax:
             tr.write_line(line)
         tr.write_line(f"public checks: {t.passed:g} of {t.public:g} points passed"
-                      f" ({t.todo} not implemented yet, {t.wrong} wrong).")
+                      f" ({t.todo} not implemented yet, {t.wrong} wrong"
+                      + (f", {t.unparsed} in cells with a syntax error" if t.unparsed else "") + ").")
         tr.write_line(f"Hidden checks worth {t.hidden:g} more points were NOT run: the grader tests other "
                       "inputs and edge cases, so your grade can be lower than this.")

@@ -61,6 +61,9 @@ def test_jupytext_pair_is_what_jupyter_would_save(tmp_path):
     import jupytext
     from jupytext.config import load_jupytext_configuration_file
 
+    import nbformat as _nbf
+    assert _nbf.writes(_build_module().build()) == SOURCE.read_text(), \
+        "lab321.py and lab321.ipynb differ: run .venv/bin/python source/build_lab.py (after editing either)"
     cfg = load_jupytext_configuration_file(str(ROOT / "source" / "jupytext.toml"))
     assert "ipynb,py:percent" in cfg.formats
     shutil.copytree(ROOT / "source", tmp_path / "source")
@@ -448,6 +451,8 @@ def test_selfcheck_anywhere_one_heading_per_notebook_and_syntax_errors(tmp_path)
     assert f"public checks: {public:g} of {public:g} points passed (0 not implemented yet, 0 wrong)." in first
     assert f"public checks: {public - memory_public:g} of {public:g} points passed" in second  # per notebook, not summed
     assert f"SYNTAX ERROR in code cell {n} (line 10): '{{' was never closed" in second
+    memory_public_checks = sum(not c.hidden for c in CONTRACT["memory"].checks)
+    assert f"(0 not implemented yet, 0 wrong, {memory_public_checks} in cells with a syntax error)." in second
     assert "NOT IMPLEMENTED YET" not in out and "NameError" not in out
     assert f"{2 * public:g} of" not in out
 
