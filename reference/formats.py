@@ -261,9 +261,8 @@ def get_format(name: str) -> Format:
     """Look a format up by name (case-insensitive; lab aliases such as ``fp8`` accepted)."""
     if not isinstance(name, str):
         raise TypeError(f"format name must be a string such as 'fp8_e4m3fn', got {type(name).__name__} {name!r}")
-    key = ALIASES.get(name.lower(), name.lower())
     try:
-        return FORMATS[key]
+        return FORMATS[name.lower()]  # aliases resolve in FORMATS itself
     except KeyError:
         valid = sorted(FORMATS) + sorted(ALIASES)
         close = difflib.get_close_matches(name.lower(), valid, n=1)
@@ -277,6 +276,7 @@ def get_format(name: str) -> Format:
 def canonical_name(name: str) -> str:
     """The canonical name of a format given any of its names (``"fp8_e4m3"`` -> ``"fp8_e4m3fn"``);
     a name this package does not model (``"tf32"``, ``"fp6_e2m3"``) is returned lower-cased."""
-    key = name.lower()
-    key = ALIASES.get(key, key)
-    return FORMATS[key].name if key in FORMATS else key
+    try:
+        return get_format(name).name
+    except ValueError:
+        return name.lower()
