@@ -9,35 +9,36 @@ c.CourseDirectory.release_directory = "assignments"  # generate_assignment write
 c.CourseDirectory.submitted_directory = "submitted"
 c.CourseDirectory.autograded_directory = "autograded"
 c.CourseDirectory.feedback_directory = "feedback"
-# lab321.py is the notebook's jupytext source WITH the solutions: never copied into a release.
+# A lab's source folder holds its notebook's jupytext source WITH the solutions (source/<lab>/<lab>.py):
+# no .py file of source/ is ever copied into a release (a lab ships no module to students).
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback",  # nbgrader's defaults
-                            "build_lab.py", "jupytext.toml", "lab321.py"]
+                            "*.py", "jupytext.toml"]
 
 # Students get stubs; solutions never leave source/.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 
-# Trusted grading (grader/nbgrader_plugin.py): the submission runs in the sandbox, its
+# Trusted grading (grader/course/nbgrader_plugin.py): the submission runs in the sandbox, its
 # functions are called with hidden inputs, and the scores come from this process.
 # Before the first submission: the model solution must get full marks in this environment (the canary,
-# grader.canary.nbgrader_pre_convert_hook); then each submission is checked for a renamed notebook.
-c.Autograde.pre_convert_hook = "grader.nbgrader_plugin.pre_convert_hook"
+# grader.grading.canary.nbgrader_pre_convert_hook); then each submission is checked for a renamed notebook.
+c.Autograde.pre_convert_hook = "grader.course.nbgrader_plugin.pre_convert_hook"
 c.Autograde.autograde_preprocessors = [
-    "grader.nbgrader_plugin.TrustedGrade",
-    "grader.nbgrader_plugin.SanitizeStudentContent",  # no script or handler from a student reaches the TA
+    "grader.course.nbgrader_plugin.TrustedGrade",
+    "grader.course.nbgrader_plugin.SanitizeStudentContent",  # no script or handler from a student reaches the TA
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
     "nbgrader.preprocessors.LimitOutput",
     "nbgrader.preprocessors.SaveAutoGrades",
     "nbgrader.preprocessors.AssignLatePenalties",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
-c.Autograde.autograde_preprocessors.insert(0, "grader.contract.CheckGradebookContract")  # grade cells == checks
-c.GenerateAssignment.preprocessors.insert(0, "grader.contract.CheckContract")  # (grader/contract.py)
+c.Autograde.autograde_preprocessors.insert(0, "grader.grading.contract.CheckGradebookContract")  # grade cells == checks
+c.GenerateAssignment.preprocessors.insert(0, "grader.grading.contract.CheckContract")  # (grader/grading/contract.py)
 c.Autograde.sanitize_preprocessors = [
     "nbgrader.preprocessors.ClearOutput",
     "nbgrader.preprocessors.DeduplicateIds",
     "nbgrader.preprocessors.OverwriteKernelspec",
-    "grader.nbgrader_plugin.RobustOverwriteCells",
+    "grader.course.nbgrader_plugin.RobustOverwriteCells",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
 c.OverwriteCells.add_missing_cells = True  # a deleted grade cell is restored, not scored 0 forever
@@ -51,7 +52,6 @@ c.GenerateFeedback.preprocessors = [
 
 # The hidden inputs derive from this seed: change it each term.
 c.LabGrader.hidden_seed = "lab321-2026-autumn-6c1f9e"
-c.LabGrader.assignment = "lab321"
 c.LabGrader.isolation = "namespaces"     # tried first
 c.LabGrader.min_isolation = "namespaces" # refuse weaker runs; a TA laptop without namespaces may lower it to
                                          # "process" (README: what each level guarantees)
@@ -82,15 +82,15 @@ if (_server or _EXCHANGE_COMMANDS & set(_argv[1:3])) and not _os.path.isdir(c.Ex
 c.Exchange.path_includes_course = True
 
 # Canvas's and Moodle's "download submissions" zips: nbgrader zip_collect lab321
-# (put the zip in downloaded/lab321/archive/; see grader/lms.py for the names understood).
-c.ZipCollectApp.collector_plugin = "grader.lms.LmsFileNameCollector"
+# (put the zip in downloaded/lab321/archive/; see grader/course/lms.py for the names understood).
+c.ZipCollectApp.collector_plugin = "grader.course.lms.LmsFileNameCollector"
 c.ZipCollectApp.archive_directory = "archive"
 c.ZipCollectApp.extracted_directory = "extracted"
 
 # Late work: the due date is set in the gradebook (nbgrader db assignment add lab321 --duedate=...),
 # lateness is the submission's timestamp.txt against it; the penalty is a percentage per started day.
-c.AssignLatePenalties.plugin_class = "grader.late.LabLatePenalty"
+c.AssignLatePenalties.plugin_class = "grader.course.late.LabLatePenalty"
 c.LabLatePenalty.percent_per_day = 10
 c.LabLatePenalty.grace_minutes = 0
-# Exports: nbgrader export --exporter=grader.lms.CanvasExport --to canvas.csv
-#          nbgrader export --exporter=grader.lms.ChecksExport --to checks.csv
+# Exports: nbgrader export --exporter=grader.course.lms.CanvasExport --to canvas.csv
+#          nbgrader export --exporter=grader.course.lms.ChecksExport --to checks.csv

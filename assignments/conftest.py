@@ -3,7 +3,7 @@
 Each public check is one test. Your notebook runs once, in the same sandbox the grader
 uses; hidden checks are NOT run, so passing here is not full marks.
 
-The self-check is the pytest plugin ``grader.selfcheck``, which installing the course package
+The self-check is the pytest plugin ``grader.course.selfcheck``, which installing the course package
 registers (``pytest lab321.ipynb`` works anywhere then). This file only stands in for it when
 the plugin is not loaded (e.g. PYTEST_DISABLE_PLUGIN_AUTOLOAD=1), so notebooks are collected once.
 """
@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from grader import selfcheck  # noqa: E402
+from grader.course import selfcheck  # noqa: E402
 
 
 def _plugin_loaded(config) -> bool:

@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from grader import demo  # noqa: E402
+from grader.course import demo  # noqa: E402
 
 LAB = demo.LAB
 HOSTILE = {

@@ -77,8 +77,8 @@ def main() -> None:
     from nbclient import NotebookClient
 
     from grader import config
-    from grader import grade as grade_mod
-    from grader.nbfile import read_cells
+    from grader.grading import grade as grade_mod
+    from grader.grading.nbfile import read_cells
 
     cells = read_cells(NB)
     settings = config.load(ROOT)

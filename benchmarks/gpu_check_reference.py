@@ -11,7 +11,7 @@ Prints, in one run:
    (``--compare-n`` squared values each): how many fake-quantized values, codes and scales
    differ between reference on CUDA and reference on CPU (bitwise, NaN-aware). All must be 0.
 3. FP8 scaled matmul (torch._scaled_mm) errors against the emulated product, K = 128, 1024,
-   8192, both use_fast_accum modes, with the bound grader/device.py applies.
+   8192, both use_fast_accum modes, with the bound grader/course/device.py applies.
 4. Time (CUDA events, median of --repeat) of reference.fake_quantize and reference.quantize
    for every format on an N x N float32 tensor, next to torch's native fp8 round trip
    (clamp, cast to float8_e4m3fn, cast back) on the same tensor.
@@ -74,7 +74,7 @@ def main() -> int:
         return 0
 
     import reference as R
-    from grader import device
+    from grader.course import device
 
     cc = torch.cuda.get_device_capability(0) if DEV == "cuda" else (9, 0)
     gpu = torch.cuda.get_device_name(0) if DEV == "cuda" else "CPU dry run (as 9.0)"

@@ -61,7 +61,7 @@ nb = write_notebook(cells, d / "lab321.ipynb")
 r = subprocess.run([sys.executable, "-m", "grader", "grade", str(nb), "--json"], capture_output=True, text=True)
 print("grade exit", r.returncode, r.stdout[-400:], r.stderr[-800:])
 from importlib.metadata import entry_points
-plugin = [] if any(e.value == "grader.selfcheck" for e in entry_points(group="pytest11")) else ["-p", "grader.selfcheck"]
+plugin = [] if any(e.value == "grader.course.selfcheck" for e in entry_points(group="pytest11")) else ["-p", "grader.course.selfcheck"]
 r = subprocess.run([sys.executable, "-m", "pytest", *plugin, str(nb), "-q"], capture_output=True, text=True)
 print("self-check exit", r.returncode, r.stdout[-1200:])
 PY

@@ -13,15 +13,18 @@ from pathlib import Path
 
 def cmd_grade(a: argparse.Namespace) -> int:
     from . import config
-    from .grade import NotebookError, format_report, grade_path
+    from .grading.grade import format_report, grade_path
+    from .grading.labs import UnknownLab, lab_for_notebook
+    from .grading.nbfile import NotebookError
     from .sandbox import EnvironmentFault
 
     settings = config.load(Path(a.course) if a.course else None)
     if a.min_isolation:
         settings.min_isolation = a.min_isolation
     try:
-        report = grade_path(Path(a.notebook), settings=settings, include_hidden=not a.public_only)
-    except NotebookError as exc:
+        lab = a.lab or lab_for_notebook(Path(a.notebook), settings.course_root)
+        report = grade_path(Path(a.notebook), settings=settings, include_hidden=not a.public_only, lab=lab)
+    except (NotebookError, UnknownLab) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except EnvironmentFault as exc:  # the grading machine, not the notebook: nothing was scored
@@ -38,34 +41,41 @@ def cmd_grade(a: argparse.Namespace) -> int:
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .course.demo import run_demo
 
-    return run_demo(Path(a.dir) if a.dir else None, keep=a.keep)
+    return run_demo(Path(a.dir) if a.dir else None, keep=a.keep, lab=a.lab)
 
 
 def cmd_device_check(a: argparse.Namespace) -> int:
-    from .device import device_check
+    from .course.device import device_check
 
     return device_check(simulate=tuple(int(v) for v in a.simulate.split(".")) if a.simulate else None)
 
 
 def cmd_class(a: argparse.Namespace) -> int:
-    from .classgrade import grade_class
+    from .course.classgrade import grade_class
 
     return grade_class(a.target, out=Path(a.out) if a.out else None, jobs=a.jobs, scheduler=a.scheduler,
                        course=Path(a.course) if a.course else None, min_isolation=a.min_isolation,
-                       report=not a.no_report)
+                       report=not a.no_report, lab=a.lab)
 
 
 def cmd_report(a: argparse.Namespace) -> int:
     """The class report of an nbgrader course after `nbgrader autograde`."""
     from . import config
-    from .canary import CanaryFailed, canary_line, run_canary
-    from .report import course_records, write_report
-    from .results import write_checks_csv, write_class_csv
+    from .grading.canary import CanaryFailed, canary_line, run_canary
+    from .course.report import course_records, write_report
+    from .grading.results import write_checks_csv, write_class_csv
+
+    from .grading.labs import UnknownLab, get_lab
 
     settings = config.load(Path(a.course) if a.course else None)
-    nb = a.notebook or settings.assignment
+    try:
+        lab = get_lab(a.assignment, settings.course_root)
+    except UnknownLab as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    nb = a.notebook or lab.notebook_name
     records = course_records(settings.course_root, a.assignment, nb)
     if not records:
         print(f"error: no students in {settings.course_root / 'submitted'} or the gradebook", file=sys.stderr)
@@ -77,7 +87,7 @@ def cmd_report(a: argparse.Namespace) -> int:
         canary = "canary: not run (--no-canary)"
     else:
         try:
-            canary = canary_line(run_canary(settings))
+            canary = canary_line(run_canary(settings, lab))
         except CanaryFailed as exc:
             canary = f"canary FAILED in this environment: {exc}"
     write_class_csv(records, out / "class.csv")
@@ -91,7 +101,7 @@ def cmd_report(a: argparse.Namespace) -> int:
 
 def cmd_config(a: argparse.Namespace) -> int:
     from .config import LabGrader
-    from .late import LabLatePenalty
+    from .course.late import LabLatePenalty
 
     for cls in (LabGrader, LabLatePenalty):
         print(cls.class_get_help())
@@ -100,8 +110,8 @@ def cmd_config(a: argparse.Namespace) -> int:
 
 def _course_classes() -> list:
     from .config import LabGrader
-    from .late import LabLatePenalty
-    from .lms import CanvasExport, ChecksExport, LmsFileNameCollector
+    from .course.late import LabLatePenalty
+    from .course.lms import CanvasExport, ChecksExport, LmsFileNameCollector
 
     return [LabGrader, LabLatePenalty, LmsFileNameCollector, CanvasExport, ChecksExport]
 
@@ -124,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["nbgrader"]:
         return nbgrader_main(argv[1:])
-    p = argparse.ArgumentParser(prog="python -m grader", description="Lab 3.2.1 trusted grader")
+    p = argparse.ArgumentParser(prog="python -m grader", description="trusted grader of the course's labs")
     sub = p.add_subparsers(dest="cmd", required=True)
     g = sub.add_parser("grade", help="grade one notebook in the sandbox")
     g.add_argument("notebook")
@@ -133,10 +143,12 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--min-isolation", choices=("none", "process", "namespaces"),
                    help="refuse to grade below this isolation level (exit 3)")
     g.add_argument("--public-only", action="store_true", help="run only the public checks")
+    g.add_argument("--lab", help="the notebook's lab id (default: found from the notebook's name or grade cells)")
     g.set_defaults(fn=cmd_grade)
     d = sub.add_parser("demo", help="build a demo course, autograde sample submissions with nbgrader, print scores")
     d.add_argument("--dir", help="where to build the demo course (default: a temporary folder)")
     d.add_argument("--keep", action="store_true", help="keep the demo course folder")
+    d.add_argument("--lab", help="demo only this lab (default: every lab of the course)")
     d.set_defaults(fn=cmd_demo)
     c = sub.add_parser("device-check", help="check native FP8/FP4 paths against the references")
     c.add_argument("--simulate", help="pretend the GPU has this compute capability, e.g. 12.1 (no GPU code runs)")
@@ -152,10 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--course", help="course folder holding course_config.py (default: found from cwd)")
     k.add_argument("--min-isolation", choices=("none", "process", "namespaces"))
     k.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    k.add_argument("--lab", help="the lab graded (default: TARGET when it is a lab id, else the course's only lab)")
     k.set_defaults(fn=cmd_class)
     r = sub.add_parser("report", help="class report of an nbgrader course after nbgrader autograde")
-    r.add_argument("assignment")
-    r.add_argument("--notebook", help="notebook name (default: LabGrader.assignment)")
+    r.add_argument("assignment", help="the lab's id (nbgrader's assignment name)")
+    r.add_argument("--notebook", help="notebook name (default: the lab's notebook)")
     r.add_argument("--out", help="where the report goes (default: <course>/reports/<assignment>)")
     r.add_argument("--course", help="course folder holding course_config.py (default: found from cwd)")
     r.add_argument("--no-canary", action="store_true", help="do not re-run the canary for the report's canary line")

@@ -35,7 +35,7 @@ class Settings:
     min_isolation: str = "namespaces"
     isolation: str = field(default_factory=best_level)
     limits: Limits = field(default_factory=Limits)
-    assignment: str = "lab321"
+    assignment: str = ""  # deprecated (LabGrader.assignment): the lab when no assignment id is known
     device: str = "cpu"  # where the student's functions get their tensors (device-check uses "cuda")
     worker_imports: tuple = WORKER_IMPORTS  # imported once per run by the warm parent; a missing one stops grading
     jobs: int = 0  # notebooks graded side by side (0: LAB_GRADER_JOBS or min(4, cores))
@@ -46,7 +46,8 @@ class LabGrader(Configurable):
 
     hidden_seed = Unicode("lab321", help="Seed of the hidden inputs. Change it every term: it determines the "
                           "hidden checks' inputs, so regrading gives the same scores.").tag(config=True)
-    assignment = Unicode("lab321", help="The assignment (and notebook) name graded by the trusted grader.").tag(config=True)
+    assignment = Unicode("", help="Deprecated: the lab graded where no assignment id is known (nbgrader's assignment "
+                         "id or the command's argument names the lab; a course with one lab needs nothing).").tag(config=True)
     isolation = Enum(list(LEVELS), default_value=None, allow_none=True,
                      help="Isolation level tried first: namespaces (root or user namespaces), process, none. "
                      "Default: the strongest this machine can probably give.").tag(config=True)
@@ -63,11 +64,6 @@ class LabGrader(Configurable):
                           help="Modules every notebook needs, imported once per grading run by the zygote; a "
                           "missing one stops grading (environment fault, exit 3).").tag(config=True)
     jobs = Int(0, help="Notebooks graded side by side (0: LAB_GRADER_JOBS, else min(4, CPU cores)).").tag(config=True)
-
-
-# The trait names that were read from course_config.py before LabGrader existed; keep them in step.
-_TRAITS = ("hidden_seed", "assignment", "isolation", "min_isolation", "call_timeout", "cell_timeout",
-           "notebook_timeout", "notebook_budget", "memory_mb", "worker_imports", "jobs")
 
 
 def find_course_root(start: Optional[Path] = None) -> Path:

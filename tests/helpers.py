@@ -6,13 +6,13 @@ from pathlib import Path
 
 import nbformat
 
-from grader.checks.local import NamespaceStudent  # call() and get() as the sandbox answers them
+from grader.grading.local import NamespaceStudent  # call() and get() as the sandbox answers them
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "source" / "lab321" / "lab321.ipynb"
-from grader.checks import full_marks  # noqa: E402 - the exercise contract
+from labs.lab321 import LAB  # noqa: E402 - the lab under test
 
-FULL = full_marks()  # points per exercise, from the exercise contract (grader/checks)
+FULL = LAB.exercises.full_marks()  # points per exercise, from the exercise contract (the lab's checks)
 
 
 def solution_cells() -> list[tuple[str | None, str]]:
@@ -102,13 +102,12 @@ def _grade_ids() -> set[str]:
 
 def local_scores(student, seed: str) -> tuple[dict[str, float], dict[str, str]]:
     """(points per exercise, failure message per failed check) of ``student`` under ``seed``."""
-    from grader.checks import by_exercise
-    from grader.grade import _run_check
+    from grader.grading.grade import run_check
     scores, failed = {}, {}
-    for ex, checks in by_exercise().items():
+    for ex, checks in LAB.exercises.by_exercise().items():
         scores[ex] = 0.0
         for c in checks:
-            r = _run_check(student, c, seed)
+            r = run_check(student, c, seed)
             scores[ex] += r.points
             if not r.passed:
                 failed[c.name] = r.message

@@ -1,4 +1,4 @@
-"""The notebook's check cells run the grader's public checks (grader/checks/local.py), nothing weaker and
+"""The notebook's check cells run the grader's public checks (grader/grading/local.py), nothing weaker and
 nothing hidden, and fall back to a one-line hint where the course package cannot be imported."""
 
 from __future__ import annotations
@@ -9,9 +9,11 @@ import sys
 
 import pytest
 
-from grader import demo
-from grader.checks import CHECKS, CONTRACT
-from grader.checks.local import NamespaceStudent, run_public
+from grader.course import demo
+from labs.lab321 import LAB
+
+CHECKS, CONTRACT = LAB.exercises.checks, LAB.exercises.contract
+from grader.grading.local import NamespaceStudent, run_public
 from helpers import LocalStudent, local_scores, solution_cells
 
 FALLBACK = "Public checks not run in this kernel"
@@ -43,10 +45,10 @@ def test_every_grade_cell_runs_its_exercise_public_checks():
 def test_model_solution_passes_every_public_check_and_no_hidden_check_runs(monkeypatch):
     ns = LocalStudent().ns
     ran = []
-    import grader.grade as grade
+    import grader.grading.grade as grade
 
-    real = grade._run_check
-    monkeypatch.setattr(grade, "_run_check", lambda s, c, seed: ran.append(c) or real(s, c, seed))
+    real = grade.run_check
+    monkeypatch.setattr(grade, "run_check", lambda s, c, seed: ran.append(c) or real(s, c, seed))
     for ex in CONTRACT:
         text, err = _run(ex, ns)
         assert err is None, text
@@ -71,7 +73,7 @@ def test_a_mistake_fails_the_check_cell_with_the_graders_public_message(mistake)
 
 
 def test_check_cell_without_the_course_package_prints_how_to_self_check(monkeypatch):
-    monkeypatch.setitem(sys.modules, "grader.checks.local", None)  # import raises ImportError
+    monkeypatch.setitem(sys.modules, "grader.grading.local", None)  # import raises ImportError
     ns = dict(LocalStudent().ns)
     for gid, src in _grade_cells().items():
         out = io.StringIO()
@@ -97,7 +99,7 @@ def test_namespace_student_answers_like_the_sandbox():
 def test_in_the_grading_sandbox_check_cells_print_the_hint_and_scores_are_unchanged():
     """grader/ is masked in the sandbox: the check cells print the hint (no error, no stderr), and the
     trusted scores are the full marks they were."""
-    from grader.grade import grade_cells
+    from grader.grading.grade import grade_cells
     from helpers import FULL, build
 
     cells = build()

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from grader import demo
-from grader.text import clean
+from grader.course import demo
+from grader.grading.text import clean
 from helpers import ROOT
 
 LAB = "lab321"
@@ -130,8 +130,8 @@ def test_late_penalty_per_started_day(term):
 
 def test_exports_canvas_and_per_check_csv_value_by_value(term):
     root, _ = term
-    nbg(root, "export", "--exporter=grader.lms.CanvasExport", "--to", "canvas.csv")
-    nbg(root, "export", "--exporter=grader.lms.ChecksExport", "--to", "checks.csv")
+    nbg(root, "export", "--exporter=grader.course.lms.CanvasExport", "--to", "canvas.csv")
+    nbg(root, "export", "--exporter=grader.course.lms.ChecksExport", "--to", "checks.csv")
     b = book(root)
     rows = list(csv.reader(open(root / "canvas.csv")))
     assert rows[0] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", LAB]
@@ -172,7 +172,7 @@ def test_report_of_the_course_matches_the_gradebook(term):
         for ex, v in b[sid]["grades"].items():
             assert float(rows[sid][ex]) == v
     assert rows["renamedstudent"]["status"] == "no gradable notebook" and rows["renamedstudent"]["total"] == ""
-    from grader.report import course_records, summarize
+    from grader.course.report import course_records, summarize
 
     s = summarize(course_records(root, LAB, LAB))
     passing = sum(1 for sid in (*GRADED, "latestudent") if b[sid]["grades"]["advisor"] == 6)
@@ -272,7 +272,7 @@ def test_lab_grader_settings_are_a_configurable(tmp_path):
 
 
 def test_lms_collector_names():
-    from grader.lms import LmsFileNameCollector
+    from grader.course.lms import LmsFileNameCollector
 
     c = LmsFileNameCollector()
     assert c.collect("/x/doejane_LATE_1234_56789_lab321-2.ipynb") == {"student_id": "doejane", "file_id": "lab321.ipynb"}
@@ -285,7 +285,7 @@ def test_lms_collector_names():
 
 
 def test_late_penalty_plugin_rule():
-    from grader.late import LabLatePenalty
+    from grader.course.late import LabLatePenalty
 
     p = LabLatePenalty(percent_per_day=10)
     assert p.late_submission_penalty("a", 18, 1) == pytest.approx(1.8)
@@ -296,7 +296,7 @@ def test_late_penalty_plugin_rule():
 
 
 def test_progress_bar_on_a_terminal_and_lines_in_a_log():
-    from grader.progress import Progress
+    from grader.course.progress import Progress
 
     tty, log = io.StringIO(), io.StringIO()
     a, b = Progress(3, stream=tty, tty=True), Progress(3, stream=log, tty=False)

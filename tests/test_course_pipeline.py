@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import reference as R
-from grader import demo
+from grader.course import demo
 from helpers import FULL, ROOT, SOURCE, build, solution_cells, write_notebook
 
 matplotlib.use("Agg")
@@ -374,7 +374,7 @@ def test_feedback_lines_fit_the_formgrader(course):
     """The formgrader and the feedback HTML show a grade cell's output in a <pre> that does not wrap:
     every line the trusted grader writes there fits in 100 columns, and each check's line is all there."""
     import nbformat
-    from grader.grade import CONTINUED, FEEDBACK_WIDTH, check_line, grade_path
+    from grader.grading.grade import CONTINUED, FEEDBACK_WIDTH, check_line, grade_path
 
     sid = "snr_swapped"
     nb = nbformat.read(course / "autograded" / sid / LAB / f"{LAB}.ipynb", as_version=4)
@@ -408,7 +408,7 @@ def _selfcheck(tmp_path: Path, sources) -> subprocess.CompletedProcess:
 def test_selfcheck_model_solution_passes_with_honest_banner(tmp_path):
     r = _selfcheck(tmp_path, demo.solution_sources())
     assert r.returncode == 0, r.stdout[-3000:]
-    from grader.checks import CONTRACT
+    from labs.lab321 import LAB; CONTRACT = LAB.exercises.contract  # noqa: E702
     public = sum(ex.public_points for ex in CONTRACT.values())
     assert f"public checks: {public:g} of {public:g} points passed" in r.stdout, r.stdout[-2000:]
     assert f"Hidden checks worth {TOTAL - public:g} more points were NOT run" in r.stdout
@@ -442,7 +442,7 @@ def test_selfcheck_anywhere_one_heading_per_notebook_and_syntax_errors(tmp_path)
                        cwd=tmp_path, capture_output=True, text=True, env=ENV)
     out = r.stdout
     assert r.returncode == 1, out[-3000:]
-    from grader.checks import CONTRACT
+    from labs.lab321 import LAB; CONTRACT = LAB.exercises.contract  # noqa: E702
     public = sum(ex.public_points for ex in CONTRACT.values())
     memory_public = CONTRACT["memory"].public_points
     heads = [line for line in out.splitlines() if "self-check: " in line]
@@ -473,9 +473,9 @@ def test_selfcheck_collects_no_notebook_for_the_test_suite(tmp_path):
     walked = run("tests")  # not the repository's tests/: a folder walk finds the lab's notebook only
     assert f"{LAB}.ipynb::memory::memory_34b_inference" in walked and "other.ipynb" not in walked
     assert "ipynb" not in subprocess.run([sys.executable, "-m", "pytest", "--co", "-q", "-p", "no:cacheprovider",
-                                          "tests/test_reference_lab.py", "tests"], cwd=ROOT, capture_output=True,
+                                          "tests/test_lab321_answers.py", "tests"], cwd=ROOT, capture_output=True,
                                          text=True, env=ENV).stdout
-    from grader import selfcheck
+    from grader.course import selfcheck
     assert selfcheck.REPO_TESTS == ROOT / "tests"
     assert "other.ipynb::memory" in run("tests/other.ipynb")  # named on the command line: collected
 

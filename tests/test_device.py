@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import reference as R
-from grader import device
+from grader.course import device
 from helpers import solution_cells
 from test_reference_device_arith import CudaScalarDivision
 

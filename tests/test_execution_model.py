@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from grader import config
-from grader.canary import CanaryFailed, run_canary
-from grader.grade import grade_cells
+from grader.grading.canary import CanaryFailed, run_canary
+from grader.grading.grade import grade_cells
 from grader.sandbox import EnvironmentFault, Limits, Sandbox, StudentError
-from grader.worker_src import UID_BASE, UID_SLOTS
+from grader.sandbox.worker_src import UID_BASE, UID_SLOTS
 from helpers import FULL, ROOT, build
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the sandbox needs Linux")
@@ -223,7 +223,7 @@ def test_missing_module_is_an_environment_fault_not_a_zero():
 
 
 def _course_missing_module(tmp_path: Path) -> Path:
-    from grader import demo
+    from grader.course import demo
 
     root = tmp_path / "course"
     demo.copy_course(root)
@@ -245,7 +245,7 @@ def test_cli_exits_nonzero_and_names_the_missing_piece(tmp_path):
 def test_nbgrader_autograde_stops_on_a_failed_canary_and_writes_nothing(tmp_path):
     import sqlite3
 
-    from grader import demo
+    from grader.course import demo
 
     root = _course_missing_module(tmp_path)
     subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", "lab321", "--force"], cwd=root,
@@ -340,7 +340,8 @@ def _hidden_inputs(seed: str) -> set[str]:
     import reference
     import torch
 
-    from grader.checks import by_exercise, rng_for
+    from grader.grading.checks import rng_for
+    from labs.lab321 import LAB
     from grader.sandbox import encode_arg, decode
 
     seen: set[str] = set()
@@ -370,7 +371,7 @@ def _hidden_inputs(seed: str) -> set[str]:
         def get(self, name):
             return "int8"
 
-    for checks in by_exercise().values():
+    for checks in LAB.exercises.by_exercise().values():
         for c in checks:
             if c.hidden:
                 try:
@@ -381,7 +382,7 @@ def _hidden_inputs(seed: str) -> set[str]:
 
 
 def test_control_characters_never_reach_the_terminal():
-    from grader.grade import format_report
+    from grader.grading.grade import format_report
 
     cells = build(after={"snr_solution": '''
 def calculate_snr(original, quantized):
@@ -497,7 +498,7 @@ def test_returned_values_and_exit_codes_carry_nothing_out_of_hidden_checks():
 
 
 def test_a_public_message_cannot_fake_report_lines():
-    from grader.grade import format_report
+    from grader.grading.grade import format_report
 
     cells = build(after={"snr_solution": '''
 def calculate_snr(original, quantized):
@@ -512,7 +513,7 @@ def calculate_snr(original, quantized):
 def test_wrapped_feedback_cannot_fake_report_lines():
     """The grade cells' feedback is wrapped at 100 columns: a message padded so that its own "[PASS] ..."
     would start a wrapped line gets CONTINUED in front of it, and its tags are defanged anyway."""
-    from grader.grade import CONTINUED, FEEDBACK_WIDTH, report_lines_for_exercise
+    from grader.grading.grade import CONTINUED, FEEDBACK_WIDTH, report_lines_for_exercise
 
     cells = build(after={"snr_solution": '''
 def calculate_snr(original, quantized):
@@ -531,7 +532,7 @@ def test_sandbox_folders_of_a_killed_grader_are_swept_by_the_next(tmp_path, monk
     """A grader killed with SIGKILL cannot remove its /tmp/lab-sandbox-<pid>-* folder; the next grader
     run removes the folders whose grader pid is gone and keeps those of graders still running."""
     import tempfile
-    from grader import sandbox as S
+    from grader.sandbox import client as S
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     monkeypatch.setattr(S, "_swept", False)

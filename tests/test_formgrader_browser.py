@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from grader import config, demo
-from grader.grade import CONTINUED, check_line, grade_path
+from grader.grading.grade import CONTINUED, check_line, grade_path
 from helpers import ROOT
 
 LAB = "lab321"
@@ -190,7 +190,7 @@ def test_formgrader_shows_trusted_scores_and_per_check_feedback(course, server, 
                 expect(box).to_have_attribute("placeholder", re.compile(r"\d"))
                 assert float(box.get_attribute("placeholder")) == pytest.approx(e.score), ex
             # ... and its grade cell shows every check, passed or failed, with the failure's message
-            # wrapped lines continue after grader.grade.CONTINUED: join them back before comparing
+            # wrapped lines continue after grader.grading.grade.CONTINUED: join them back before comparing
             text = _norm(re.sub(r"\n" + re.escape(CONTINUED), " ", page.inner_text("body")))
             for e in trusted.exercises.values():
                 for c in e.checks:

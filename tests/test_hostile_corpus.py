@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from grader import config
-from grader.grade import grade_cells
+from grader.grading.grade import grade_cells
 from grader.sandbox import Limits, Sandbox
 from helpers import FULL, ROOT, build
 
@@ -224,7 +224,7 @@ import os, glob
 ROOTS = [%r]
 LEAKED = []
 for root in ROOTS:
-    for rel in ("gradebook.db", "grader/checks/snr.py", "source/lab321/lab321.ipynb", "course_config.py", "reference/lab.py"):
+    for rel in ("gradebook.db", "labs/lab321/checks/snr.py", "source/lab321/lab321.ipynb", "course_config.py", "labs/lab321/answers.py"):
         for base in (root, "/proc/1/cwd", "/proc/1/root" + root, "/proc/self/root" + root):
             p = os.path.join(base, rel)
             try:
@@ -274,7 +274,7 @@ def test_malformed_files_exit_2_with_one_line(tmp_path):
 
 
 def test_nbformat3_and_odd_cells_are_read(tmp_path):
-    from grader.nbfile import cells_of_text
+    from grader.grading.nbfile import cells_of_text
 
     v3 = {"nbformat": 3, "worksheets": [{"cells": [{"cell_type": "code", "input": ["x = 1\n", "y = 2"]},
                                                    {"cell_type": "markdown", "source": "hi"}]}]}
@@ -337,7 +337,7 @@ def test_process_level_refuses_unreadable_python():
     """An environment fault, loud, with the folder named: never zeros for the students."""
     if os.geteuid() != 0 or python_readable_by_others():
         pytest.skip("needs root and a Python installed in a private folder (as on this CI machine)")
-    from grader.grade import IsolationError
+    from grader.grading.grade import IsolationError
 
     s = settings()
     s.isolation = "process"
@@ -358,7 +358,7 @@ def test_allow_list_filesystem_hides_course_copies_and_installed_packages(tmp_pa
     venv = tmp_path / "venv"
     try:
         copy.mkdir(parents=True)
-        for name in ("reference", "grader"):
+        for name in ("reference", "grader", "labs"):
             shutil.copytree(ROOT / name, copy / name)
         shutil.copy(ROOT / "course_config.py", copy / "course_config.py")
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
@@ -370,7 +370,7 @@ def test_allow_list_filesystem_hides_course_copies_and_installed_packages(tmp_pa
         venv_site = Path(subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; "
                                          "print(sysconfig.get_paths()['purelib'])"],
                                         capture_output=True, text=True, check=True).stdout.strip())
-        for name in ("reference", "grader"):  # what a non-editable `pip install .` puts there
+        for name in ("reference", "grader", "labs"):  # what a non-editable `pip install .` puts there
             shutil.copytree(ROOT / name, venv_site / name, ignore=shutil.ignore_patterns("__pycache__"))
         site = subprocess.run([str(venv / "bin" / "python"), "-c", "import reference, os; "
                                "print(os.path.dirname(os.path.dirname(reference.__file__)))"],
@@ -381,7 +381,7 @@ import os, sys
 FOUND = []
 for extra in ({str(copy)!r}, {site!r}, {str(ROOT)!r}):
     sys.path.insert(0, extra)
-for mod in ("reference", "grader.checks"):
+for mod in ("reference", "labs.lab321"):
     try:
         m = __import__(mod)
         contents = [f for p in getattr(m, "__path__", []) for f in os.listdir(p)]
@@ -390,7 +390,7 @@ for mod in ("reference", "grader.checks"):
     except ImportError:
         pass
 for path in ({str(copy / "course_config.py")!r}, {str(ROOT / "course_config.py")!r},
-             {site + "/reference/lab.py"!r}, {site + "/grader/checks/snr.py"!r}):
+             {site + "/labs/lab321/answers.py"!r}, {site + "/labs/lab321/checks/snr.py"!r}):
     try:
         FOUND.append(("read", path, len(open(path).read())))
     except OSError:
@@ -419,7 +419,7 @@ with Sandbox([{probe!r}], level="namespaces") as sb:
 
 def test_one_unreadable_file_does_not_fail_the_class(tmp_path):
     """A 130 KB notebook of nested brackets beside honest ones: the honest ones are graded."""
-    from grader import demo
+    from grader.course import demo
 
     env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
            "LAB_GRADER_JOBS": "2"}

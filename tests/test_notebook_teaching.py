@@ -325,9 +325,9 @@ def test_every_stated_number_is_printed(run, markdown):
 
 def test_stated_spec_numbers_equal_reference(markdown):
     """Numbers of the formats' definitions and the grader's tolerances, checked against their source."""
-    from grader.checks import GB_ABS, GB_REL
-    from grader.checks.snr import FORMAT_TOL_DB, TOL_DB
-    from reference.lab import INFERENCE_OVERHEAD
+    from grader.grading.checks import GB_ABS, GB_REL
+    from labs.lab321.answers import INFERENCE_OVERHEAD
+    from labs.lab321.checks.snr import FORMAT_TOL_DB, TOL_DB
 
     f = R.get_format
     assert f("fp8_e4m3").max == 448 and f("fp8_e5m2").max == 57344 and f("fp4_e2m1").max == 6
@@ -357,7 +357,7 @@ def test_cited_numbers_name_their_source(markdown):
 def test_exercise3_text_matches_the_grader_and_reference(markdown):
     """"40 binades" is what the hidden quantizer checks span, and "2^-6" is the NVFP4 block-scale floor
     of reference/, the one students are graded against."""
-    from grader.checks import quantizer as Q
+    from labs.lab321.checks import quantizer as Q
 
     assert "40 binades" in markdown and "clamp(max|block| / 6 / t, 2^-6, 448)" in markdown
     rng = np.random.default_rng(0)

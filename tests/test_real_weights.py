@@ -142,7 +142,7 @@ def test_the_package_is_not_imported():
 
 def Plain(**fns):
     """A student made of functions, through the sandbox's plain-data encoding (the check cells' student)."""
-    from grader.checks.local import NamespaceStudent
+    from grader.grading.local import NamespaceStudent
     return NamespaceStudent(fns)
 
 
@@ -159,13 +159,14 @@ def kurtosis(w):
 
 
 def _failed(student, seed="term-a"):
-    import grader.checks.weights  # noqa: F401  (registered by grader.checks too)
-    from grader.checks import CHECKS
-    from grader.grade import _run_check
+    from grader.grading.grade import run_check
+    from labs.lab321 import LAB
+
+    CHECKS = LAB.exercises.checks
     out = {}
     for c in CHECKS:
         if c.exercise == "weights":
-            r = _run_check(student, c, seed)
+            r = run_check(student, c, seed)
             if not r.passed:
                 out[c.name] = r.message
     return out
@@ -334,7 +335,7 @@ def test_notebook_without_the_model_prints_one_install_line():
     def missing(name, *a, **k):
         return None if name == W.PACKAGE else _find(name, *a, **k)
     _find = importlib.util.find_spec
-    from grader.checks import weights as checks
+    from labs.lab321.checks import weights as checks
     checks._layer.cache_clear()  # the public checks must not reach a layer loaded before
     ns, out = _run_notebook(find_spec=missing)
     assert ns["MINILM"] == {} and ns["MINILM_SNR"] == {} and ns["MINILM_KURTOSIS"] == {}

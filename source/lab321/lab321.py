@@ -633,7 +633,7 @@ print(nvfp4_encode(torch.linspace(-1, 1, 32))["scale_codes"])
 # The public checks of Exercise 3, the same ones the self-check and the grader run (the grader
 # also runs hidden checks with other inputs; they never run in the notebook).
 try:
-    from grader.checks.local import run_public
+    from grader.grading.local import run_public
 except Exception:  # the course package is not importable here (not installed, or the grading sandbox)
     print("Public checks not run in this kernel (the course package is not importable here): save the "
           "notebook and run `pytest lab321.ipynb` in a terminal to self-check.")
@@ -831,7 +831,7 @@ for size, task in ((34, "inference"), (8.2, "training")):
 # The public checks of Exercise 1, the same ones the self-check and the grader run (the grader
 # also runs hidden checks with other inputs; they never run in the notebook).
 try:
-    from grader.checks.local import run_public
+    from grader.grading.local import run_public
 except Exception:  # the course package is not importable here (not installed, or the grading sandbox)
     print("Public checks not run in this kernel (the course package is not importable here): save the "
           "notebook and run `pytest lab321.ipynb` in a terminal to self-check.")
@@ -892,7 +892,7 @@ BEST_FORMAT_FOR_GAUSSIAN = "int8"
 # The public checks of Exercise 2, the same ones the self-check and the grader run (the grader
 # also runs hidden checks with other inputs; they never run in the notebook).
 try:
-    from grader.checks.local import run_public
+    from grader.grading.local import run_public
 except Exception:  # the course package is not importable here (not installed, or the grading sandbox)
     print("Public checks not run in this kernel (the course package is not importable here): save the "
           "notebook and run `pytest lab321.ipynb` in a terminal to self-check.")
@@ -1083,7 +1083,7 @@ print(int8_per_channel(torch.tensor([[127.0, 0.5, 1.5, -2.5], [0.0, 0.0, 0.0, 0.
 # The public checks of Exercise 4, the same ones the self-check and the grader run (the grader
 # also runs hidden checks with other inputs; they never run in the notebook).
 try:
-    from grader.checks.local import run_public
+    from grader.grading.local import run_public
 except Exception:  # the course package is not importable here (not installed, or the grading sandbox)
     print("Public checks not run in this kernel (the course package is not importable here): save the "
           "notebook and run `pytest lab321.ipynb` in a terminal to self-check.")
@@ -1182,7 +1182,7 @@ print(recommend_precision(8.2, task="training", quality_priority="quality"))
 # The public checks of the challenge, the same ones the self-check and the grader run (the grader
 # also runs hidden checks with other inputs; they never run in the notebook).
 try:
-    from grader.checks.local import run_public
+    from grader.grading.local import run_public
 except Exception:  # the course package is not importable here (not installed, or the grading sandbox)
     print("Public checks not run in this kernel (the course package is not importable here): save the "
           "notebook and run `pytest lab321.ipynb` in a terminal to self-check.")

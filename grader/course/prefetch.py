@@ -28,9 +28,9 @@ from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any, Optional
 
-from . import config
-from .grade import Report, grade_cells
-from .nbfile import NotebookError, read_cells
+from .. import config
+from ..grading.grade import Report, grade_cells
+from ..grading.nbfile import NotebookError, read_cells
 from .progress import Progress
 
 log = logging.getLogger("lab_grader")
@@ -178,7 +178,8 @@ class Prefetcher:
                 except NotebookError:
                     continue
                 self.futures[p.student] = (cells_key(cells),
-                                           self.pool.submit(grade_cells, cells, label=p.student, settings=settings))
+                                           self.pool.submit(grade_cells, cells, label=p.student, settings=settings,
+                                                             lab=assignment))
                 self.prefetched += 1
         log.warning("grading ahead: %d of the %d submission(s) nbgrader will process in this run (%d sandboxes)",
                     self.prefetched, len(self.plan), jobs if self.pool else 1)

@@ -11,7 +11,7 @@ import threading
 import time
 from typing import Optional, TextIO
 
-from .text import clean
+from ..grading.text import clean
 
 log = logging.getLogger("lab_grader")
 

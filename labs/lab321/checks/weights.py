@@ -31,7 +31,7 @@ import torch
 
 from reference import weights as W
 
-from ..sandbox import EnvironmentFault
+from grader.sandbox import EnvironmentFault
 from . import HIDDEN, Fail, as_number, check, close, exercise, shown
 
 exercise("weights", "Exercise 4: real model weights (per-channel INT8, kurtosis)", order=4)

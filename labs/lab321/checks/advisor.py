@@ -8,8 +8,8 @@ so what a mistake costs does not depend on the hidden seed.
 
 from __future__ import annotations
 
-import reference
-from reference.lab import ACCEPTED_BYTES, LADDERS, PRIORITY_START
+from .. import answers
+from ..answers import ACCEPTED_BYTES, LADDERS, PRIORITY_START
 
 from . import exercise, Fail, as_bool, as_dict, as_name, as_number, check, gb_close, lower_keys, shown
 from .memory import memory_hint
@@ -20,7 +20,7 @@ KEYS = ("precision", "memory_gb", "fits", "reasoning")
 
 def _variants(size, budget, task, prio):
     """The reference answer under each accepted way of counting fp4's bytes."""
-    return [reference.recommend_precision(size, budget, task, prio, {"fp4": b}) for b in ACCEPTED_BYTES["fp4"]]
+    return [answers.recommend_precision(size, budget, task, prio, {"fp4": b}) for b in ACCEPTED_BYTES["fp4"]]
 
 
 def _ask(student, size, budget, task, prio, label, fields=("precision", "fits", "memory_gb")):

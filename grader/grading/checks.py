@@ -1,4 +1,5 @@
-"""Graded checks as data: one :class:`Check` per scored behaviour, grouped by exercise.
+"""Graded checks as data: one :class:`Check` per scored behaviour, grouped by exercise, one
+:class:`Registry` per lab (the lab's own checks; see ``grader.grading.labs``).
 
 A check receives the student (an object with ``call(name, *args, **kwargs)`` and
 ``get(name)`` that reach the sandbox) and a numpy ``Generator`` seeded from the course's
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -42,10 +43,7 @@ class Check:
     hidden: bool
     what: str  # the input class, shown to students: "identical tensors", "training, custom budgets"
     run: Callable[[Any, np.random.Generator], None]
-
-
-CHECKS: list[Check] = []
-EXERCISES: dict[str, str] = {}  # id -> title (filled by exercise(); kept for grade.py)
+    lab: str = ""  # the id of the lab whose registry holds it (part of the hidden inputs' seed)
 
 
 @dataclass(frozen=True)
@@ -55,10 +53,11 @@ class Exercise:
     id: str
     title: str
     order: int
+    registry: "Registry" = field(default=None, compare=False, repr=False)
 
     @property
     def checks(self) -> list[Check]:
-        return [c for c in CHECKS if c.exercise == self.id]
+        return [c for c in self.registry.checks if c.exercise == self.id]
 
     @property
     def points(self) -> float:
@@ -69,32 +68,57 @@ class Exercise:
         return float(sum(c.points for c in self.checks if not c.hidden))
 
 
-CONTRACT: dict[str, Exercise] = {}  # id -> Exercise, in the notebook's order
+class Registry:
+    """One lab's exercises and checks (``LAB_CHECKS.exercise(...)``, ``@LAB_CHECKS.check(...)``).
 
+    Each lab has its own: a notebook is graded against its lab's exercises only, and a check's
+    hidden inputs derive from the course seed and the lab's id.
+    """
 
-def exercise(id: str, title: str, order: int) -> Exercise:
-    """Declare an exercise (once, in its checks module); its points are the sum of its checks'."""
-    if id in CONTRACT:
-        raise ValueError(f"exercise {id!r} is declared twice")
-    CONTRACT[id] = ex = Exercise(id, title, order)
-    EXERCISES[id] = title
-    return ex
+    def __init__(self, lab: str):
+        self.lab = lab
+        self.checks: list[Check] = []
+        self.contract: dict[str, Exercise] = {}  # id -> Exercise, in declaration order
 
+    def exercise(self, id: str, title: str, order: int) -> Exercise:
+        """Declare an exercise (once, in its checks module); its points are the sum of its checks'."""
+        if id in self.contract:
+            raise ValueError(f"{self.lab}: exercise {id!r} is declared twice")
+        self.contract[id] = ex = Exercise(id, title, order, self)
+        return ex
 
-def check(exercise: str, name: str, points: float, what: str, hidden: bool = True):
-    def deco(fn):
-        if exercise not in CONTRACT:
-            raise ValueError(f"check {name!r} belongs to undeclared exercise {exercise!r}")
-        if any(c.name == name for c in CHECKS):
-            raise ValueError(f"check {name!r} is registered twice")
-        CHECKS.append(Check(exercise, name, points, hidden, what, fn))
-        return fn
-    return deco
+    def check(self, exercise: str, name: str, points: float, what: str, hidden: bool = True):
+        def deco(fn):
+            if exercise not in self.contract:
+                raise ValueError(f"{self.lab}: check {name!r} belongs to undeclared exercise {exercise!r}")
+            if any(c.name == name for c in self.checks):
+                raise ValueError(f"{self.lab}: check {name!r} is registered twice")
+            self.checks.append(Check(exercise, name, points, hidden, what, fn, self.lab))
+            return fn
+        return deco
+
+    def by_exercise(self) -> dict[str, list[Check]]:
+        """Checks per exercise, exercises in the notebook's order (the contract's)."""
+        return {ex.id: ex.checks for ex in sorted(self.contract.values(), key=lambda e: e.order)}
+
+    def full_marks(self) -> dict[str, float]:
+        return {ex_id: ex.points for ex_id, ex in self.contract.items()}
+
+    def title(self, exercise: str) -> str:
+        return self.contract[exercise].title
+
+    def validate(self) -> None:
+        """An exercise without checks would be full marks by nbgrader's default: refuse it."""
+        if not self.contract:
+            raise ValueError(f"lab {self.lab!r} declares no exercises")
+        for ex in self.contract.values():
+            if not ex.checks:
+                raise ValueError(f"{self.lab}: exercise {ex.id!r} has no registered checks")
 
 
 def rng_for(seed: str, check: Check) -> np.random.Generator:
     """Hidden inputs: unpredictable without the course's seed, identical on every regrade."""
-    digest = hashlib.sha256(f"{seed}/{check.exercise}/{check.name}".encode()).digest()
+    digest = hashlib.sha256(f"{seed}/{check.lab}/{check.exercise}/{check.name}".encode()).digest()
     return np.random.default_rng(int.from_bytes(digest[:16], "little"))
 
 
@@ -189,20 +213,3 @@ def ratio_hint(got: float, want: float) -> str:
         if abs(r - k) < 1e-3 * k:
             return f" Your value is {hint}."
     return ""
-
-
-from . import advisor, memory, quantizer, snr, weights  # noqa: E402,F401  (registers the checks)
-
-
-def by_exercise() -> dict[str, list[Check]]:
-    """Checks per exercise, exercises in the notebook's order (the contract's)."""
-    return {ex.id: ex.checks for ex in sorted(CONTRACT.values(), key=lambda e: e.order)}
-
-
-def full_marks() -> dict[str, float]:
-    return {ex_id: ex.points for ex_id, ex in CONTRACT.items()}
-
-
-for _ex in CONTRACT.values():  # an exercise without checks would be full marks by nbgrader's default
-    if not _ex.checks:
-        raise ValueError(f"exercise {_ex.id!r} has no registered checks")

@@ -10,7 +10,8 @@ import math
 
 import pytest
 
-from grader import demo
+from grader.course import demo
+from labs.lab321 import LAB
 from helpers import FULL, LocalStudent, local_scores
 
 SEEDS = ["lab321-2026-autumn-6c1f9e", "term-a", "term-b", "x", "0"]
@@ -26,7 +27,7 @@ def _solution_with(cell: str, old: str, new: str) -> dict[str, str]:
 def mistake_costs():
     """points lost and failed checks per demo mistake, per seed."""
     out = {}
-    for sid, (_, fn) in demo.MISTAKES.items():
+    for sid, (_, fn) in LAB.mistakes.items():
         student = LocalStudent(fn(demo.solution_sources()))
         out[sid] = [local_scores(student, seed) for seed in SEEDS]
     return out
@@ -97,7 +98,7 @@ def test_nvfp4_scale_overhead_is_accepted():
 
 
 def test_feedback_names_units_and_whole_gb_rounding():
-    gib = LocalStudent(demo.MISTAKES["memory_gib"][1](demo.solution_sources()))
+    gib = LocalStudent(LAB.mistakes["memory_gib"][1](demo.solution_sources()))
     _, failed = local_scores(gib, SEEDS[0])
     assert "GiB" in failed["memory_34b_inference"]
     whole = LocalStudent(_apply([("memory_solution", '{"memory_gb": mem,', '{"memory_gb": float(round(mem)),')]))
@@ -112,7 +113,7 @@ def test_feedback_names_units_and_whole_gb_rounding():
 
 def test_hidden_messages_show_no_hidden_values():
     """A wrong memory answer's hidden feedback names the cause, not the hidden sizes or expected GB."""
-    gib = LocalStudent(demo.MISTAKES["memory_gib"][1](demo.solution_sources()))
+    gib = LocalStudent(LAB.mistakes["memory_gib"][1](demo.solution_sources()))
     _, failed = local_scores(gib, SEEDS[0])
     msg = failed["memory_inference_values"]
     numbers = [tok for tok in msg.replace("(", " ").replace(")", " ").split() if tok[:1].isdigit()]
@@ -126,8 +127,9 @@ def test_hidden_messages_show_no_hidden_values():
 def test_grade_cells_follow_the_contract():
     import nbformat
 
-    from grader.checks import CONTRACT, CHECKS
-    from grader.contract import check_notebook, notebook_grade_cells
+    from labs.lab321 import LAB
+    CONTRACT, CHECKS = LAB.exercises.contract, LAB.exercises.checks
+    from grader.grading.contract import check_notebook, notebook_grade_cells
     from helpers import SOURCE
 
     nb = nbformat.read(SOURCE, as_version=4)
@@ -145,7 +147,7 @@ def test_grade_cells_follow_the_contract():
 def test_contract_refuses_points_or_ids_that_differ(tamper, words):
     import nbformat
 
-    from grader.contract import ContractError, check_notebook
+    from grader.grading.contract import ContractError, check_notebook
     from helpers import SOURCE
 
     nb = nbformat.read(SOURCE, as_version=4)
@@ -163,7 +165,7 @@ def test_generate_assignment_and_autograde_refuse_a_broken_contract(tmp_path):
 
     import nbformat
 
-    from grader.contract import CheckGradebookContract, ContractError
+    from grader.grading.contract import CheckGradebookContract, ContractError
 
     demo.copy_course(tmp_path)
     env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
@@ -257,7 +259,7 @@ def test_snr_helper_does_not_give_exercise_2_away():
 # ---------------------------------------------------------------------------------------------
 
 def test_old_training_rule_weights_x4_is_named_and_costs_the_training_values():
-    student = LocalStudent(demo.MISTAKES["memory_training_x4"][1](demo.solution_sources()))
+    student = LocalStudent(LAB.mistakes["memory_training_x4"][1](demo.solution_sources()))
     for seed in SEEDS[:3]:
         _, failed = local_scores(student, seed)
         assert "weights x 4" in failed["memory_training_values"]
@@ -276,10 +278,10 @@ def test_advisor_with_weights_x4_is_told_why_its_rung_is_wrong():
 
 
 def test_training_ladder_feedback_for_fp32_and_fp4():
-    _, failed = local_scores(LocalStudent(demo.MISTAKES["advisor_fp32_training"][1](demo.solution_sources())), SEEDS[0])
+    _, failed = local_scores(LocalStudent(LAB.mistakes["advisor_fp32_training"][1](demo.solution_sources())), SEEDS[0])
     assert set(failed) == {"advisor_training", "advisor_training_no_fp4"}  # the public sibling catches it too
     assert "FP32 is not ranked above BF16" in failed["advisor_training_no_fp4"]
-    _, failed = local_scores(LocalStudent(demo.MISTAKES["advisor_fp4_training"][1](demo.solution_sources())), SEEDS[0])
+    _, failed = local_scores(LocalStudent(LAB.mistakes["advisor_fp4_training"][1](demo.solution_sources())), SEEDS[0])
     assert "FP4 is not a training format" in failed["advisor_training"]
 
 
@@ -338,7 +340,7 @@ def test_exercise_1_prints_training_answers():
 # ---------------------------------------------------------------------------------------------
 
 def test_every_exercise_keeps_its_points_and_has_public_checks():
-    from grader.checks import CONTRACT
+    from labs.lab321 import LAB; CONTRACT = LAB.exercises.contract  # noqa: E702
     assert FULL == {"memory": 6.0, "snr": 6.0, "quantizer": 6.0, "weights": 4.0, "advisor": 6.0}
     for ex in CONTRACT.values():
         assert 0 < ex.public_points < ex.points, ex.id
@@ -346,9 +348,10 @@ def test_every_exercise_keeps_its_points_and_has_public_checks():
 
 def test_every_demo_mistake_fails_a_public_check():
     """No mistake class passes the self-check silently."""
-    from grader.checks import CHECKS
+    from labs.lab321 import LAB
+    CHECKS = LAB.exercises.checks
     public = {c.name for c in CHECKS if not c.hidden}
-    for sid, (_, fn) in demo.MISTAKES.items():
+    for sid, (_, fn) in LAB.mistakes.items():
         _, failed = local_scores(LocalStudent(fn(demo.solution_sources())), SEEDS[0])
         assert set(failed) & public, sid
 
@@ -356,9 +359,9 @@ def test_every_demo_mistake_fails_a_public_check():
 def test_public_fp4_training_check_names_the_mistake_and_the_values_are_hand_checked():
     # a training ladder that ends in fp4: memory priority for 3B gives fp4 (3 * 14.5 = 43.5 GB) instead of
     # fp8 (3 * 15 = 45 GB); the public message says why
-    _, failed = local_scores(LocalStudent(demo.MISTAKES["advisor_fp4_training"][1](demo.solution_sources())), SEEDS[0])
+    _, failed = local_scores(LocalStudent(LAB.mistakes["advisor_fp4_training"][1](demo.solution_sources())), SEEDS[0])
     assert "FP4 is not a training format" in failed["advisor_training_no_fp4"]
-    import reference as R
+    from labs.lab321 import answers as R
     assert R.recommend_precision(3, 128, "training", "memory")["memory_gb"] == pytest.approx(45.0)
     assert R.recommend_precision(8.4, 128, "training", "quality")["precision"] == "fp8"  # bf16 134.4 > 128, fp8 126
     assert R.recommend_precision(10, 16, "inference", "quality")["precision"] == "fp8"  # bf16 24 > 16, fp8 12

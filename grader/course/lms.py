@@ -1,7 +1,7 @@
 """Getting submissions in from an LMS and grades out to one (nbgrader plugins).
 
 Collecting (``nbgrader zip_collect lab321``), ``c.ZipCollectApp.collector_plugin =
-"grader.lms.LmsFileNameCollector"``: file names of Canvas's and Moodle's "download
+"grader.course.lms.LmsFileNameCollector"``: file names of Canvas's and Moodle's "download
 submissions" zips:
 
     Canvas:  doejane_1234_56789_lab321.ipynb, doejane_LATE_1234_56789_lab321-1.ipynb
@@ -10,8 +10,8 @@ submissions" zips:
 Canvas's "-1" resubmission suffix is removed; other names are kept (autograde then warns
 that the notebook was renamed).
 
-Exporting (``nbgrader export --exporter=grader.lms.CanvasExport --to canvas.csv``): Canvas's
-gradebook-import CSV; ``--exporter=grader.lms.ChecksExport --to checks.csv``: one row per
+Exporting (``nbgrader export --exporter=grader.course.lms.CanvasExport --to canvas.csv``): Canvas's
+gradebook-import CSV; ``--exporter=grader.course.lms.ChecksExport --to checks.csv``: one row per
 student and check. A student with no gradable notebook (none submitted, renamed,
 unreadable) gets an empty cell, never a 0.
 """
@@ -27,8 +27,8 @@ from typing import Any, Optional
 from nbgrader.plugins import ExportPlugin, FileNameCollectorPlugin
 from traitlets import List, Unicode
 
-from .results import GRADED, SUFFIX, read_record, write_checks_csv
-from .text import clean
+from ..grading.results import GRADED, SUFFIX, read_record, write_checks_csv
+from ..grading.text import clean
 
 CANVAS = r"^(?P<student_id>[A-Za-z0-9.\-]+)_(?:LATE_)?(?:\d+_)?\d+_\d+_(?P<file_id>.+)$"
 MOODLE = r"^(?P<student_id>[^_/]+)_\d+_assignsubmission_(?:file|onlinetext)_?(?P<file_id>.+)$"
@@ -142,7 +142,7 @@ class ChecksExport(ExportPlugin):
     """One row per student and check, from the checks files next to the autograded notebooks."""
 
     def export(self, gradebook) -> None:
-        from .results import missing_record
+        from ..grading.results import missing_record
 
         dest = self.to or "checks.csv"
         root, autograded = _root_and_autograded(self)

@@ -5,7 +5,8 @@ device line also reports ``reference.hardware_formats``, what the silicon has) (
 
 * ``cpu`` -- always: reference casts against torch's CPU float8 casts for every fp16 and
   bf16 bit pattern, FP8 scaled matmul on CPU against the emulated product, the notebook's
-  environment table against the reference table, and the canary.
+  environment table against the reference table, and every lab's canary; a lab adds lanes' checks of its own (``Lab.lanes``: lab321
+  compares its notebook's environment table with the reference table).
 * ``fp8-native`` -- compute capability >= 8.9 (Ada, Hopper, Blackwell): the same cast sweep
   with CUDA's native casts, the reference quantizers on CUDA against the same on CPU (every
   format and option, bit for bit), ``torch._scaled_mm`` FP8 matmul (both ``use_fast_accum``
@@ -425,60 +426,47 @@ def reference_cpu_vs_device(device: str = "cuda", data: Optional[dict] = None,
     return fails
 
 
-def notebook_environment_table() -> list[str]:
-    """The notebook's own native_formats table must equal reference.native_formats."""
-    from .config import REPO_ROOT
-    from .nbfile import read_cells
-
-    cells = read_cells(REPO_ROOT / "source" / "lab321" / "lab321.ipynb")
-    src = next(c for c in cells if "def native_formats" in c)
-    ns: dict = {}
-    exec(compile(src.split("if torch.cuda.is_available()")[0], "<notebook environment cell>", "exec"), ns)
-    fails = []
-    for cc in [(7, 5), (8, 0), (8, 6), (8, 9), (9, 0), (10, 0), (10, 3), (12, 0), (12, 1)]:
-        # the notebook may use the lab's short names (fp8_e4m3): aliases of reference's names
-        if tuple(R.canonical_name(n) for n in ns["native_formats"](cc)) != R.native_formats(cc):
-            fails.append(f"the notebook's native_formats{cc} differs from reference.native_formats")
-    return fails
-
-
 def cuda_scores_equal_cpu() -> list[str]:
     """Grade the model solution with CPU tensors and with CUDA tensors: full marks on both sides.
 
     (Equal scores alone prove nothing: a broken environment gives 0 on both.)"""
-    from . import config
-    from .grade import grade_path
+    from .. import config
+    from ..grading.grade import grade_path
+    from ..grading.labs import all_labs
 
-    nb = config.REPO_ROOT / "source" / "lab321" / "lab321.ipynb"
-    s = config.load(config.REPO_ROOT)
+    s = config.load(config.find_course_root())
     fails = []
-    for device in ("cpu", "cuda"):
-        s.device = device
-        r = grade_path(nb, settings=s)
-        if r.total != r.max_total:
-            bad = [f"{c.name}: {c.message}" for e in r.exercises.values() for c in e.checks if not c.passed]
-            fails.append(f"model solution on {device.upper()} tensors: {r.total:g} / {r.max_total:g} "
-                         f"({'; '.join(bad[:3])})")
+    for lab in all_labs(s.course_root).values():
+        for device in ("cpu", "cuda"):
+            s.device = device
+            r = grade_path(lab.model_solution(s.course_root), settings=s, lab=lab)
+            if r.total != r.max_total:
+                bad = [f"{c.name}: {c.message}" for e in r.exercises.values() for c in e.checks if not c.passed]
+                fails.append(f"{lab.id}: model solution on {device.upper()} tensors: {r.total:g} / {r.max_total:g} "
+                             f"({'; '.join(bad[:3])})")
     return fails
 
 
 def canary() -> list[str]:
-    """The model solution graded in this environment, as before a class: full marks or the reason."""
-    from . import config
-    from .canary import CanaryFailed, run_canary
+    """Every lab's model solution graded in this environment, as before a class: full marks or the reason."""
+    from .. import config
+    from ..grading.canary import CanaryFailed, run_canary
+    from ..grading.labs import all_labs
 
-    try:
-        run_canary(config.load(config.REPO_ROOT))
-    except CanaryFailed as exc:
-        return [str(exc)]
-    return []
+    settings = config.load(config.find_course_root())
+    fails = []
+    for lab in all_labs(settings.course_root).values():
+        try:
+            run_canary(settings, lab)
+        except CanaryFailed as exc:
+            fails.append(str(exc))
+    return fails
 
 
 LANES: dict[str, list[tuple[str, Callable[[], list[str]]]]] = {
-    "cpu": [("canary: the model solution graded in this environment", canary),
+    "cpu": [("canary: every lab's model solution graded in this environment", canary),
             ("fp8 casts vs torch CPU (every fp16/bf16 pattern)", lambda: cast_sweep("cpu")),
-            ("fp8 scaled matmul on CPU", lambda: fp8_matmul("cpu")),
-            ("notebook environment table", notebook_environment_table)],
+            ("fp8 scaled matmul on CPU", lambda: fp8_matmul("cpu"))],
     "fp8-native": [("fp8 casts vs CUDA (every fp16/bf16 pattern)", lambda: cast_sweep("cuda")),
                    ("reference quantizers on CUDA vs CPU (every format and option)",
                     lambda: reference_cpu_vs_device("cuda")),
@@ -488,9 +476,19 @@ LANES: dict[str, list[tuple[str, Callable[[], list[str]]]]] = {
 }
 
 
+def lane_checks(name: str) -> list[tuple[str, Callable[[], list[str]]]]:
+    """The framework's checks of a lane, then those the course's labs add (``Lab.lanes``: (lane, label, fn))."""
+    from .. import config
+    from ..grading.labs import all_labs
+
+    extra = [(f"{lab.id}: {label}", fn) for lab in all_labs(config.find_course_root()).values()
+             for lane, label, fn in lab.lanes if lane == name]
+    return list(LANES.get(name, [])) + extra
+
+
 def run_lane(name: str) -> LaneResult:
     res = LaneResult(name, "passed")
-    for label, fn in LANES[name]:
+    for label, fn in lane_checks(name):
         res.checks += 1
         NOTES.clear()
         try:

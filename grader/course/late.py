@@ -1,6 +1,6 @@
 """Late penalty: a percentage of the score per started day late (nbgrader LateSubmissionPlugin).
 
-    c.AssignLatePenalties.plugin_class = "grader.late.LabLatePenalty"
+    c.AssignLatePenalties.plugin_class = "grader.course.late.LabLatePenalty"
     c.LabLatePenalty.percent_per_day = 10    # 1 s to 24 h late: -10 %, 24 h to 48 h: -20 %, ...
     c.LabLatePenalty.grace_minutes = 0       # lateness forgiven (clock skew, an upload that took a while)
     c.LabLatePenalty.max_percent = 100

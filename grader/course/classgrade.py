@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from . import config
-from .results import SUFFIX, locate, missing_record, record_of, write_checks_csv, write_class_csv, write_record
-from .sandbox import EnvironmentFault
+from .. import config
+from ..grading.results import SUFFIX, locate, missing_record, record_of, write_checks_csv, write_class_csv, write_record
+from ..sandbox import EnvironmentFault
 
 
 @dataclass
@@ -59,14 +59,14 @@ def _entry(student: str, where: Path, notebook: str) -> Entry:
     return Entry(student, path, kind, reason)
 
 
-def _grade_one(path: str, student: str, settings: config.Settings):
+def _grade_one(path: str, student: str, settings: config.Settings, lab: str):
     """Grade one notebook (runs in this process's pool or on a Dask worker); returns a record or a fault."""
-    from .canary import run_canary
-    from .grade import grade_cells
-    from .nbfile import NotebookError, read_cells
+    from ..grading.canary import run_canary
+    from ..grading.grade import grade_cells
+    from ..grading.nbfile import NotebookError, read_cells
 
     try:
-        run_canary(settings)  # once per process: on a Dask worker, the worker's own environment is checked
+        run_canary(settings, lab)  # once per process and lab: on a Dask worker, the worker's own environment is checked
     except EnvironmentFault as exc:
         return {"fault": str(exc)}
 
@@ -75,24 +75,33 @@ def _grade_one(path: str, student: str, settings: config.Settings):
     except NotebookError as exc:
         return {"error": "unreadable", "reason": str(exc).replace(path, Path(path).name)}
     try:
-        report = grade_cells(cells, label=student, settings=settings)
+        report = grade_cells(cells, label=student, settings=settings, lab=lab)
     except EnvironmentFault as exc:
         return {"fault": str(exc)}
-    return record_of(report, student, settings.assignment, settings.assignment)
+    from ..grading.labs import get_lab
+
+    return record_of(report, student, lab, get_lab(lab, settings.course_root).notebook_name)
 
 
 def grade_class(target: str, *, out: Optional[Path] = None, jobs: int = 0, scheduler: Optional[str] = None,
                 course: Optional[Path] = None, min_isolation: Optional[str] = None, report: bool = True,
-                stream=None) -> int:
-    from .batch import default_jobs
-    from .canary import CanaryFailed, canary_line, run_canary
+                stream=None, lab: Optional[str] = None) -> int:
+    from .prefetch import default_jobs
+    from ..grading.canary import CanaryFailed, canary_line, run_canary
     from .progress import Progress
 
     stream = stream or sys.stderr
     settings = config.load(course)
     if min_isolation:
         settings.min_isolation = min_isolation
-    nb = settings.assignment
+    from ..grading.labs import UnknownLab, all_labs, resolve
+
+    try:
+        the_lab = resolve(lab or (target if target in all_labs(settings.course_root) else None), settings)
+    except UnknownLab as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    nb, lab = the_lab.notebook_name, the_lab.id
     out = Path(out or f"graded-{nb}")
     try:
         entries = discover(target, nb, settings.course_root)
@@ -101,7 +110,7 @@ def grade_class(target: str, *, out: Optional[Path] = None, jobs: int = 0, sched
         return 2
     t0 = time.monotonic()
     try:
-        canary = run_canary(settings)
+        canary = run_canary(settings, lab)
     except CanaryFailed as exc:
         print(f"error: grading stopped, nothing was scored: {exc}", file=sys.stderr)
         return 3
@@ -111,7 +120,7 @@ def grade_class(target: str, *, out: Optional[Path] = None, jobs: int = 0, sched
     todo = []
     for e in entries:
         if e.path is None:
-            records[e.student] = missing_record(e.student, nb, nb, e.kind, e.reason)
+            records[e.student] = missing_record(e.student, lab, nb, e.kind, e.reason)
             progress.message(f"{e.student}: no gradable notebook ({e.kind}): {e.reason}")
             progress.step(unreadable=True, who=e.student)
         else:
@@ -119,12 +128,12 @@ def grade_class(target: str, *, out: Optional[Path] = None, jobs: int = 0, sched
     jobs = jobs or default_jobs(settings)
     fault = None
     if scheduler:
-        fault = _run_dask(scheduler, todo, settings, records, progress)
+        fault = _run_dask(scheduler, todo, settings, records, progress, lab)
     else:
         with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="lab-class") as pool:
-            futs = {pool.submit(_grade_one, str(e.path), e.student, settings): e for e in todo}
+            futs = {pool.submit(_grade_one, str(e.path), e.student, settings, lab): e for e in todo}
             for fut in as_completed(futs):
-                fault = fault or _collect(futs[fut], fut.result(), records, progress, nb)
+                fault = fault or _collect(futs[fut], fut.result(), records, progress, lab, nb)
                 if fault:
                     for f in futs:
                         f.cancel()
@@ -137,25 +146,25 @@ def grade_class(target: str, *, out: Optional[Path] = None, jobs: int = 0, sched
     recs = [records[e.student] for e in entries]
     write_class_csv(recs, out / "class.csv")
     write_checks_csv(recs, out / "checks.csv")
-    summary = {"assignment": nb, "students": len(entries), "graded": sum(r["status"] == "graded" for r in recs),
+    summary = {"assignment": lab, "students": len(entries), "graded": sum(r["status"] == "graded" for r in recs),
                "isolation": canary.isolation, "canary": canary_line(canary), "seconds": round(time.monotonic() - t0, 2),
                "runner": f"dask {scheduler}" if scheduler else f"local pool of {jobs}"}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     if report:
         from .report import write_report
 
-        page = write_report(recs, out, title=f"{nb}: class report", isolation=canary.isolation,
+        page = write_report(recs, out, title=f"{lab}: class report", isolation=canary.isolation,
                             canary=canary_line(canary), runner=summary["runner"])
         progress.message(f"report: {page}")
     progress.message(f"{summary['graded']} of {len(entries)} graded in {summary['seconds']:.1f} s; results in {out}")
     return 0
 
 
-def _collect(e: Entry, res: dict, records: dict, progress, nb: str) -> Optional[str]:
+def _collect(e: Entry, res: dict, records: dict, progress, lab: str, nb: str) -> Optional[str]:
     if "fault" in res:
         return res["fault"]
     if "error" in res:
-        records[e.student] = missing_record(e.student, nb, nb, res["error"], res["reason"])
+        records[e.student] = missing_record(e.student, lab, nb, res["error"], res["reason"])
         progress.step(unreadable=True, who=e.student)
         return None
     res["student"] = e.student
@@ -164,17 +173,18 @@ def _collect(e: Entry, res: dict, records: dict, progress, nb: str) -> Optional[
     return None
 
 
-def _run_dask(address: str, todo: list[Entry], settings: config.Settings, records: dict, progress) -> Optional[str]:
+def _run_dask(address: str, todo: list[Entry], settings: config.Settings, records: dict, progress,
+              lab: str) -> Optional[str]:
     """The same grading on a Dask cluster: each worker grades in its own sandboxes (same settings)."""
     try:
         from distributed import Client, as_completed as dask_completed
     except ImportError:
         return "--scheduler needs the 'distributed' package (pip install -e '.[dask]')"
     with Client(address) as client:
-        futs = {client.submit(_grade_one, str(e.path), e.student, settings, key=f"lab-grade-{i}-{e.student}",
+        futs = {client.submit(_grade_one, str(e.path), e.student, settings, lab, key=f"lab-grade-{i}-{e.student}",
                               pure=False): e for i, e in enumerate(todo)}
         for fut in dask_completed(list(futs)):
-            fault = _collect(futs[fut], fut.result(), records, progress, settings.assignment)
+            fault = _collect(futs[fut], fut.result(), records, progress, lab, nb)
             if fault:
                 client.cancel(list(futs))
                 return fault

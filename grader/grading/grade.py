@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any, Optional
 
 
-from . import config
-from .nbfile import NotebookError, cells_of_text, read_cells  # noqa: F401 - re-exported
-from .checks import EXERCISES, HIDDEN, Check, Fail, by_exercise, rng_for
-from .sandbox import LEVELS, BudgetExceeded, EnvironmentFault, Sandbox, StudentError
+from .. import config
+from .nbfile import read_cells
+from .checks import HIDDEN, Check, Fail, rng_for
+from .labs import Lab, resolve
+from ..sandbox import LEVELS, BudgetExceeded, EnvironmentFault, Sandbox, StudentError
 from .text import clean
 
 
@@ -70,19 +71,22 @@ class Report:
 
 
 def grade_cells(cells: list[str], *, label: str = "notebook", exercises: Optional[list[str]] = None,
-                include_hidden: bool = True, settings: Optional[config.Settings] = None) -> Report:
-    """Run ``cells`` in a sandbox and score the checks. The core of every grading path.
+                include_hidden: bool = True, settings: Optional[config.Settings] = None,
+                lab: "Lab | str | None" = None) -> Report:
+    """Run ``cells`` in a sandbox and score ``lab``'s checks. The core of every grading path.
 
     Raises :class:`EnvironmentFault` (or :class:`IsolationError`) when the grading machine,
     not the submission, is at fault: such a run must not be scored at all.
     """
     settings = settings or config.load()
     start = time.monotonic()
-    groups = by_exercise()
+    lab = resolve(lab, settings)
+    groups = lab.exercises.by_exercise()
     wanted = exercises or list(groups)
     allow_fallback = LEVELS.index(settings.min_isolation) < LEVELS.index("namespaces")
     with Sandbox(cells, limits=settings.limits, level=settings.isolation, course_root=settings.course_root,
-                 device=settings.device, allow_fallback=allow_fallback, imports=settings.worker_imports) as sb:
+                 device=settings.device, allow_fallback=allow_fallback,
+                 imports=tuple(settings.worker_imports) + tuple(lab.worker_imports)) as sb:
         run = sb.wait_ready()
         if run.fault:
             raise IsolationError(f"{run.fault} (a problem of the grading machine, not of the submission; "
@@ -103,12 +107,12 @@ def grade_cells(cells: list[str], *, label: str = "notebook", exercises: Optiona
         # Public checks first: nothing a hidden call leaves in the notebook's memory or files
         # can reach a public check's message (hidden checks never show the student's text).
         todo = [c for ex in wanted for c in groups[ex] if include_hidden or not c.hidden]
-        done = {c.name: _run_check(sb, c, settings.hidden_seed)
+        done = {c.name: run_check(sb, c, settings.hidden_seed)
                 for c in sorted(todo, key=lambda c: c.hidden)}
         results = {}
         for ex in wanted:
             crs = [done[c.name] for c in groups[ex] if c.name in done]
-            results[ex] = ExerciseResult(ex, EXERCISES[ex], round(sum(c.points for c in crs), 6),
+            results[ex] = ExerciseResult(ex, lab.exercises.title(ex), round(sum(c.points for c in crs), 6),
                                          float(sum(c.max_points for c in crs)), crs)
         if run.fatal and run.fatal not in notes:  # the notebook went bad during the calls
             notes.insert(0, run.fatal)
@@ -120,7 +124,8 @@ def grade_cells(cells: list[str], *, label: str = "notebook", exercises: Optiona
                   cells=run.cells)
 
 
-def _run_check(sb: Sandbox, check: Check, seed: str) -> CheckResult:
+def run_check(sb: Sandbox, check: Check, seed: str) -> CheckResult:
+    """Run one check against the student (the sandbox, or the check cells' namespace) and score it."""
     token = HIDDEN.set(check.hidden)  # messages of hidden checks show no value the student returned
     try:
         return _run_check_inner(sb, check, seed)

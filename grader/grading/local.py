@@ -3,25 +3,24 @@
 Each grade cell of the lab calls::
 
     try:
-        from grader.checks.local import run_public
+        from grader.grading.local import run_public
     except Exception:  # the course package is not importable here (not installed, or the grading sandbox)
         print("...how to run the self-check...")
     else:
         run_public("memory", globals())
 
-:func:`run_public` runs the same :class:`~grader.checks.Check` objects the grader runs (only
-those with ``hidden=False``), through the same ``_run_check`` and with the same plain-data
+:func:`run_public` runs the same :class:`~grader.grading.checks.Check` objects the grader runs (only
+those with ``hidden=False``), through the same ``run_check`` and with the same plain-data
 encoding as the sandbox, so a check cell says exactly what the self-check and the public part
 of the grade say. Hidden checks never run here. Scores do not come from these cells: the
-trusted grader (``grader.grade``) runs every check in its own process and nbgrader's record of
-each grade cell is replaced by that result (``grader.nbgrader_plugin``).
+trusted grader (``grader.grading.grade``) runs every check in its own process and nbgrader's record of
+each grade cell is replaced by that result (``grader.course.nbgrader_plugin``).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Optional
 
-from . import CONTRACT
 
 PUBLIC_SEED = "public-self-check"  # public inputs only; the course's hidden seed never reaches a notebook
 
@@ -38,8 +37,7 @@ class NamespaceStudent:
         self.ns = namespace
 
     def call(self, name: str, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
-        from .. import worker_src
-        from ..sandbox import StudentError, decode, encode_arg
+        from ..sandbox import StudentError, decode, encode_arg, worker_src
 
         fn = self.ns.get(name)
         if fn is None:
@@ -52,28 +50,26 @@ class NamespaceStudent:
         return decode(worker_src.encode(value))
 
     def get(self, name: str) -> Any:
-        from .. import worker_src
-        from ..sandbox import StudentError, decode
+        from ..sandbox import StudentError, decode, worker_src
 
         if name not in self.ns:
             raise StudentError(f"NameError: {name} is not defined after running the notebook", kind="NameError")
         return decode(worker_src.encode(self.ns[name]))
 
 
-def run_public(exercise_id: str, namespace: Mapping[str, Any], out: Callable[[str], Any] = print) -> list:
+def run_public(exercise_id: str, namespace: Mapping[str, Any], out: Callable[[str], Any] = print,
+               lab: Optional[str] = None) -> list:
     """Run exercise ``exercise_id``'s public checks on ``namespace``; print one line per check.
 
-    Returns the :class:`grader.grade.CheckResult` list. Raises AssertionError (after printing
+    Returns the :class:`grader.grading.grade.CheckResult` list. Raises AssertionError (after printing
     every line) when a public check fails, so the cell shows the failure as an nbgrader check
     cell does. Hidden checks are counted, never run.
     """
-    from ..grade import _run_check, check_line
+    from .grade import check_line, run_check
 
-    ex = CONTRACT.get(exercise_id)
-    if ex is None:
-        raise KeyError(f"no exercise {exercise_id!r}; exercises: {', '.join(CONTRACT)}")
+    ex = find_exercise(exercise_id, lab)
     student = NamespaceStudent(namespace)
-    results = [_run_check(student, c, PUBLIC_SEED) for c in ex.checks if not c.hidden]
+    results = [run_check(student, c, PUBLIC_SEED) for c in ex.checks if not c.hidden]
     for r in results:
         out(check_line(r))
     passed = sum(r.points for r in results)
@@ -84,3 +80,21 @@ def run_public(exercise_id: str, namespace: Mapping[str, Any], out: Callable[[st
     if failed:
         raise AssertionError(f"{ex.title}: {len(failed)} public check(s) failed: {', '.join(failed)} (messages above)")
     return results
+
+
+def find_exercise(exercise_id: str, lab: Optional[str] = None):
+    """The exercise ``exercise_id`` of ``lab`` (default: the one lab of the course that declares it)."""
+    from .. import config
+    from .labs import all_labs
+
+    labs = all_labs(config.find_course_root())
+    candidates = [labs[lab]] if lab in labs else [] if lab else list(labs.values())
+    found = [lb.exercises.contract[exercise_id] for lb in candidates if exercise_id in lb.exercises.contract]
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        known = ", ".join(e for lb in candidates for e in lb.exercises.contract)
+        raise KeyError(f"no exercise {exercise_id!r} in lab {lab or ', '.join(labs)}; exercises: {known}")
+    raise KeyError(f"exercise {exercise_id!r} is in several labs ({', '.join(e.registry.lab for e in found)}): "
+                   f"call run_public({exercise_id!r}, globals(), lab=...)")
+

@@ -3,7 +3,7 @@
 Fair to answers that follow the notebook's text: precision names and dict keys in any case,
 memory_gb rounded to 1 or 2 decimals (within 0.1% or 0.05 GB), fp4/int4 with or without
 scale overhead (the notebook says the grader accepts both). Training follows mixed-precision
-Adam (reference.lab: fp32 and bf16 16 B/param, fp8 15, fp4 14.5); the old "weights x 4" rule
+Adam (labs.lab321.answers: fp32 and bf16 16 B/param, fp8 15, fp4 14.5); the old "weights x 4" rule
 is named in the feedback. ``fits`` is checked against the
 student's own memory_gb and the budget, and ``recommendation`` against the student's own
 ``fits``: a wrong memory value costs the value checks only, whatever the hidden seed.
@@ -11,8 +11,8 @@ student's own memory_gb and the budget, and ``recommendation`` against the stude
 
 from __future__ import annotations
 
-import reference
-from reference.lab import ACCEPTED_BYTES, ANALYSIS_PRECISIONS, LADDERS
+from .. import answers
+from ..answers import ACCEPTED_BYTES, ANALYSIS_PRECISIONS, LADDERS
 
 from . import (exercise, Fail, as_bool, as_dict, as_name, as_number, check, gb_close, gb_hint,
                lower_keys, shown)
@@ -31,7 +31,7 @@ def _table(student, size, budget, task, what):
 
 def memory_ok(got: float, size: float, p: str, task: str) -> bool:
     """memory_gb within tolerance of the rule, counting scales or not (fp4, int4)."""
-    return any(gb_close(got, reference.task_memory(size, p, task, {p: b})) for b in ACCEPTED_BYTES[p])
+    return any(gb_close(got, answers.task_memory(size, p, task, {p: b})) for b in ACCEPTED_BYTES[p])
 
 
 def memory_hint(got: float, size: float, p: str, task: str) -> str:
@@ -41,7 +41,7 @@ def memory_hint(got: float, size: float, p: str, task: str) -> str:
         return (" Your value looks like weights x 4 (weights, gradients and two moments all at the chosen "
                 "precision): mixed-precision Adam keeps BF16 gradients and FP32 master weights and moments, "
                 "bytes(p) + 2 + 12 per parameter (Part 5).")
-    return gb_hint(got, reference.task_memory(size, p, task))
+    return gb_hint(got, answers.task_memory(size, p, task))
 
 
 def _cases(rng, task, n=3):
@@ -65,7 +65,7 @@ def _check_fits(rows, size, budget, task, label):
     for p in ANALYSIS_PRECISIONS:
         fits = as_bool(rows[p]["fits"], f"'fits' of {p} for {label}")
         own = as_number(rows[p]["memory_gb"], f"memory_gb of {p} for {label}")
-        exact = [reference.task_memory(size, p, task, {p: b}) <= budget for b in ACCEPTED_BYTES[p]]
+        exact = [answers.task_memory(size, p, task, {p: b}) <= budget for b in ACCEPTED_BYTES[p]]
         if fits != (own <= budget) and fits not in exact:
             raise Fail(f"'fits' of {p} is wrong for {label} ({task}): a model fits when its memory_gb is "
                        "<= memory_budget_gb. Use the budget you are given, and <= (not <).")

@@ -1,6 +1,6 @@
 """The class report: one self-contained HTML page (PNGs embedded, also written next to it).
 
-Built from the per-check records (grader/results.py) of ``python -m grader class`` or of an
+Built from the per-check records (grader/grading/results.py) of ``python -m grader class`` or of an
 nbgrader course after ``nbgrader autograde`` (``python -m grader report lab321``). Every text
 that comes from a student (ids, file names, messages) is stripped of control characters and
 HTML-escaped.
@@ -17,8 +17,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Optional
 
-from .results import GRADED, check_columns, exercise_columns
-from .text import clean
+from ..grading.results import GRADED, check_columns, exercise_columns
+from ..grading.text import clean
 
 
 def esc(text) -> str:
@@ -176,7 +176,7 @@ def write_report(records: list[dict], out: Path, *, title: str, isolation: str, 
 
 def course_records(root: Path, assignment: str, notebook: str) -> list[dict]:
     """Records of an nbgrader course after autograde: every student in submitted/ or in the gradebook."""
-    from .results import locate, missing_record, read_record, SUFFIX
+    from ..grading.results import locate, missing_record, read_record, SUFFIX
 
     students = set()
     sub = root / "submitted"

@@ -1,9 +1,9 @@
 """The exercise contract: every grade cell is an exercise with registered checks, same points.
 
-The exercises are declared once, in ``grader/checks`` (``exercise(...)`` plus its ``@check``s;
+The exercises are declared once, in the lab's checks (``exercise(...)`` plus its ``@check``s;
 an exercise's points are the sum of its checks' points). The notebook builder writes the grade
 cells' points from it, the demo and the tests read their totals from it, and nbgrader is
-stopped when a notebook disagrees:
+stopped when a notebook disagrees with its lab (nbgrader's assignment id names the lab):
 
 * ``CheckContract`` (``generate_assignment``): every grade cell of the source notebook must be
   a declared exercise with the same points, and every exercise must have a grade cell.
@@ -25,20 +25,23 @@ class ContractError(Exception):
     """The notebook's grade cells and the registered checks disagree."""
 
 
-def problems(grade_cells: Iterable[tuple[str, float]]) -> list[str]:
-    """What is wrong with ``(grade_id, points)`` pairs against the registered exercises."""
-    from .checks import CONTRACT
+def problems(grade_cells: Iterable[tuple[str, float]], lab=None) -> list[str]:
+    """What is wrong with ``(grade_id, points)`` pairs against ``lab``'s exercises (a Lab or its id)."""
+    from .labs import resolve
+
+    lab = resolve(lab)
+    CONTRACT = lab.exercises.contract
 
     out, seen = [], set()
     for gid, points in grade_cells:
         seen.add(gid)
         ex = CONTRACT.get(gid)
         if ex is None:
-            out.append(f"grade cell {gid!r} has no registered checks (declare the exercise in grader/checks; "
+            out.append(f"grade cell {gid!r} has no registered checks (declare the exercise in lab {lab.id!r}'s checks; "
                        "nbgrader would give it full marks by default)")
         elif abs(float(points or 0) - ex.points) > 1e-9:
             out.append(f"grade cell {gid!r} is worth {float(points or 0):g} points but its checks give "
-                       f"{ex.points:g} (the points come from grader/checks; rebuild the notebook)")
+                       f"{ex.points:g} (the points come from lab {lab.id!r}'s checks; rebuild the notebook)")
     for gid in CONTRACT:
         if gid not in seen:
             out.append(f"exercise {gid!r} has checks but no grade cell with grade_id {gid!r}")
@@ -54,8 +57,8 @@ def notebook_grade_cells(nb) -> list[tuple[str, float]]:
     return cells
 
 
-def check_notebook(nb) -> None:
-    bad = problems(notebook_grade_cells(nb))
+def check_notebook(nb, lab=None) -> None:
+    bad = problems(notebook_grade_cells(nb), lab)
     if bad:
         raise ContractError("the notebook does not match the exercise contract:\n  " + "\n  ".join(bad))
 
@@ -64,7 +67,7 @@ class CheckContract(NbGraderPreprocessor):
     """generate_assignment: refuse a source notebook whose grade cells disagree with the checks."""
 
     def preprocess(self, nb, resources):
-        check_notebook(nb)
+        check_notebook(nb, _lab(resources))
         return nb, resources
 
 
@@ -76,16 +79,26 @@ class CheckGradebookContract(NbGraderPreprocessor):
 
         info = resources.get("nbgrader", {})
         if not info.get("db_url"):
-            check_notebook(nb)
+            check_notebook(nb, _lab(resources))
             return nb, resources
         with Gradebook(info["db_url"]) as gb:
             source = gb.find_notebook(info["notebook"], info["assignment"])
             cells = [(g.name, g.max_score) for g in source.grade_cells if g.cell_type == "code"]
-        bad = problems(cells)
+        bad = problems(cells, _lab(resources))
         if bad:
             raise ContractError("the gradebook's grade cells do not match the exercise contract (run "
                                 "`nbgrader generate_assignment --force` after changing checks):\n  " + "\n  ".join(bad))
         return nb, resources
+
+
+def _lab(resources):
+    """The lab of nbgrader's assignment id (the course folder is the current one, as nbgrader's)."""
+    from pathlib import Path
+
+    from .. import config
+    from .labs import get_lab
+
+    return get_lab(resources.get("nbgrader", {}).get("assignment", ""), config.find_course_root(Path.cwd()))
 
 
 __all__ = ["CheckContract", "CheckGradebookContract", "ContractError", "check_notebook", "problems"]

@@ -1,6 +1,7 @@
 """nbgrader integration: ``TrustedGrade`` replaces nbgrader's Execute preprocessor.
 
-nbgrader's own path runs the tests inside the student's kernel, where student code can
+The lab is nbgrader's assignment id (``resources["nbgrader"]["assignment"]``,
+grader.grading.labs). nbgrader's own path runs the tests inside the student's kernel, where student code can
 rewrite them. Here the submission runs in the sandbox (grader.sandbox), the checks run in
 nbgrader's own process, and each grade cell's outputs are replaced by the trusted feedback
 and the score, which nbgrader's SaveAutoGrades then records (a number as the last output
@@ -15,10 +16,10 @@ from pathlib import Path
 from nbgrader.preprocessors import NbGraderPreprocessor
 from nbformat.v4 import new_output
 
-from . import config
-from .batch import Prefetcher, find_converter
-from .grade import IsolationError, defang_output, grade_cells, report_lines_for_exercise
-from .text import clean
+from .. import config
+from .prefetch import Prefetcher, find_converter
+from ..grading.grade import IsolationError, defang_output, grade_cells, report_lines_for_exercise
+from ..grading.text import clean
 
 
 class TrustedGrade(NbGraderPreprocessor):
@@ -35,7 +36,7 @@ class TrustedGrade(NbGraderPreprocessor):
             report = pre.report(label, cells)
         how = "prefetched in parallel" if report is not None else "graded now"
         if report is None:
-            report = grade_cells(cells, label=label, settings=settings)
+            report = grade_cells(cells, label=label, settings=settings, lab=info.get("assignment") or None)
         self.log.info("trusted grading of %s (%s): %g / %g points (isolation %s)", label, how, report.total,
                       report.max_total, report.isolation)
         if info.get("assignment") and info.get("notebook"):
@@ -71,7 +72,7 @@ class TrustedGrade(NbGraderPreprocessor):
 
     def _keep_checks(self, report, student, assignment, notebook, conv, settings) -> None:
         """Per-check results next to the autograded notebook (nbgrader removes the folder on regrade)."""
-        from .results import SUFFIX, record_of, write_record
+        from ..grading.results import SUFFIX, record_of, write_record
 
         if conv is not None:
             cd = conv.coursedir
@@ -84,8 +85,8 @@ class TrustedGrade(NbGraderPreprocessor):
 def pre_convert_hook(assignment=None, student=None, notebooks=None, **kw):
     """``c.Autograde.pre_convert_hook``: the canary (before anything is scored), then a warning when
     the submission's notebook was renamed (nbgrader would silently score it 0)."""
-    from .canary import nbgrader_pre_convert_hook
-    from .results import locate
+    from ..grading.canary import nbgrader_pre_convert_hook
+    from ..grading.results import locate
 
     nbgrader_pre_convert_hook(assignment=assignment, student=student, notebooks=notebooks, **kw)
     if not notebooks:
@@ -93,11 +94,13 @@ def pre_convert_hook(assignment=None, student=None, notebooks=None, **kw):
     folder = Path(notebooks[0]).parent  # nbgrader passes the filter as `student`; the paths name the student
     sid, assignment_id = folder.parent.name, folder.name
     settings = config.load(Path.cwd())
-    path, kind, reason = locate(folder, settings.assignment)
+    from ..grading.labs import get_lab
+
+    path, kind, reason = locate(folder, get_lab(assignment_id, settings.course_root).notebook_name)
     if kind in ("renamed", "unreadable"):
         import logging
 
-        from .batch import note_no_notebook
+        from .prefetch import note_no_notebook
 
         text = f"WARNING: {sid}: no gradable notebook ({kind}): {reason}"
         logging.getLogger("lab_grader").warning(text)
@@ -106,16 +109,17 @@ def pre_convert_hook(assignment=None, student=None, notebooks=None, **kw):
 
 
 class SanitizeStudentContent(NbGraderPreprocessor):
-    """What the formgrader and the feedback show is cleaned first (grader/sanitize.py)."""
+    """What the formgrader and the feedback show is cleaned first (grader/course/sanitize.py)."""
 
     def preprocess(self, nb, resources):
         from .sanitize import sanitize_notebook, trusted_sources
 
         settings = config.load(Path.cwd())
         info = resources.get("nbgrader", {})
-        name = info.get("notebook") or settings.assignment
-        assignment = info.get("assignment") or settings.assignment
-        trusted = trusted_sources(settings.course_root / "source" / assignment / f"{name}.ipynb")
+        from ..grading.labs import resolve
+
+        lab = resolve(info.get("assignment") or None, settings)
+        trusted = trusted_sources(lab.model_solution(settings.course_root))
         n = sanitize_notebook(nb, trusted)
         if n:
             self.log.info("sanitized %d cell(s) written by %s", n, info.get("student", "the student"))

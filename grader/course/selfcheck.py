@@ -1,7 +1,7 @@
-"""The self-check, a pytest plugin: ``pytest lab321.ipynb`` runs the public checks on a notebook.
+"""The self-check, a pytest plugin: ``pytest lab321.ipynb`` runs the public checks of its lab on a notebook.
 
 Installed with the course package (``pip install`` registers it under the ``pytest11`` entry
-point ``lab321_selfcheck``), so it works on any notebook path: in the checkout
+point ``lab_grader_selfcheck``), so it works on any notebook path: in the checkout
 (``pytest assignments/``, ``./lab check PATH``) or on a notebook fetched through nbgrader's
 exchange, with no conftest.py near it.
 
@@ -9,11 +9,12 @@ Which notebooks are collected:
 
 * a notebook named on the command line, always;
 * notebooks found by walking a folder named on the command line (or the invocation folder),
-  when they carry the lab's nbgrader grade cells; never under the repository's own ``tests/``,
+  when they carry the grade cells of a lab of the course; never under the repository's own ``tests/``,
   never when the folders come from ``testpaths`` (``pytest`` / ``pytest tests`` run the
   project's test suite, not notebooks), never in ``.ipynb_checkpoints``.
 
-Every notebook runs once in the sandbox the grader uses (shared by its tests); each public
+A notebook's lab is found from its file name (``lab321.ipynb``, ``lab321-Copy1.ipynb``), else from
+its grade cells' ids. Every notebook runs once in the sandbox the grader uses (shared by its tests); each public
 check is one test. The summary has one heading per notebook with that notebook's own totals
 (a Jupyter duplicate, ``lab321-Copy1.ipynb``, is its own notebook). A stub that still raises
 NotImplementedError is reported as "not implemented yet", a cell that does not parse as
@@ -47,7 +48,7 @@ _TALLY: dict[Path, Tally] = {}  # per notebook, in collection order
 
 
 def _course_root(path: Path) -> Path:
-    from .config import CONFIG_NAME
+    from ..config import CONFIG_NAME
 
     for d in path.parents:
         if (d / CONFIG_NAME).is_file():
@@ -57,12 +58,15 @@ def _course_root(path: Path) -> Path:
 
 def _launch(path: Path):
     """Start the notebook's sandbox at collection time, so it runs while pytest goes on."""
-    from . import config
-    from .nbfile import read_cells
-    from .sandbox import Sandbox
+    from .. import config
+    from ..grading.nbfile import read_cells
+    from ..sandbox import Sandbox
 
     if path not in _SESSIONS:
         settings = config.load(_course_root(path))
+        from ..grading.labs import all_labs
+
+        all_labs(settings.course_root)  # every lab's trusted code joins the sandbox's masks
         sb = Sandbox(read_cells(path), limits=settings.limits, level=settings.isolation,
                      course_root=settings.course_root)
         sb.launch()
@@ -76,7 +80,7 @@ def syntax_errors(path: Path) -> list[str]:
     (as IPython reads it: magics and ! lines are fine). Nothing is executed."""
     from IPython.core.inputtransformer2 import TransformerManager
 
-    from .nbfile import read_cells
+    from ..grading.nbfile import read_cells
 
     out = []
     tm = TransformerManager()
@@ -92,8 +96,10 @@ def syntax_errors(path: Path) -> list[str]:
 
 
 def _is_lab_notebook(path: Path) -> bool:
-    """A notebook of this lab: one of its code cells is a grade cell of the exercise contract."""
-    from .checks import CONTRACT
+    """A notebook of a lab of the course: one of its code cells is a grade cell of that lab's exercises."""
+    from ..grading.labs import all_labs
+
+    CONTRACT = {gid for lab in all_labs(_course_root(path)).values() for gid in lab.exercises.contract}
 
     try:
         nb = json.loads(path.read_text(encoding="utf-8", errors="replace"))
@@ -130,12 +136,13 @@ class NotebookFile(pytest.File):
             raise pytest.UsageError(f"{self.path}: {exc}") from None
         self.config.add_cleanup(sb.close)
         tally = _TALLY.setdefault(path, Tally())
-        from .checks import by_exercise  # imports torch while the sandbox boots
+        from ..grading.labs import lab_for_notebook  # imports torch (the lab's checks) while the sandbox boots
         try:
             tally.syntax = syntax_errors(path)
         except Exception:  # noqa: BLE001 - the sandbox reports what cannot be read
             tally.syntax = []
-        for ex, checks in by_exercise().items():
+        lab = lab_for_notebook(path, _course_root(path))
+        for ex, checks in lab.exercises.by_exercise().items():
             for c in checks:
                 if c.hidden:
                     tally.hidden += c.points
@@ -159,12 +166,12 @@ class CheckItem(pytest.Item):
         return sb
 
     def runtest(self):
-        from .grade import _run_check
+        from ..grading.grade import run_check
 
         path = Path(self.path)
         tally = _TALLY[path]
         sb = self._sandbox()
-        result = _run_check(sb, self.check, sb.hidden_seed)
+        result = run_check(sb, self.check, sb.hidden_seed)
         if result.passed:
             tally.passed += result.points
             return

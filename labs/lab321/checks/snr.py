@@ -9,6 +9,8 @@ import torch
 
 import reference
 
+from .. import answers
+
 from . import exercise, Fail, as_dict, as_number, check, close, ratio_hint, shown
 
 exercise("snr", "Exercise 2: signal-to-noise ratio", order=2)
@@ -17,7 +19,7 @@ FORMAT_TOL_DB = 0.05
 
 
 def _snr(student, x: np.ndarray, q: np.ndarray, what: str, public: bool = False) -> None:
-    want = reference.calculate_snr(torch.from_numpy(x), torch.from_numpy(q))
+    want = answers.calculate_snr(torch.from_numpy(x), torch.from_numpy(q))
     got = as_number(student.call("calculate_snr", x, q), f"calculate_snr on {what}")
     if not close(got, want, 0.0, TOL_DB):
         values = f" You returned {got:.4g} dB; expected {want:.4g} dB." if public else ""  # public input only
@@ -101,7 +103,7 @@ def _by_format(student, w):
     spec = {"int8": ("int8", {}), "int4": ("int4", {}), "fp8": ("fp8_e4m3fn", {}), "fp4": ("nvfp4", {})}
     wrong = []
     for key, (name, opts) in spec.items():
-        want = reference.calculate_snr(t, reference.fake_quantize(t, name, **opts))
+        want = answers.calculate_snr(t, reference.fake_quantize(t, name, **opts))
         value = as_number(got[key], f"snr_by_format(weights)[{key!r}]")
         if not close(value, want, 0.0, FORMAT_TOL_DB):
             wrong.append(key)
@@ -124,7 +126,7 @@ def best_format(student, rng):
     if not isinstance(got, str):
         raise Fail("BEST_FORMAT_FOR_GAUSSIAN must be a string such as 'int4'.")
     x = torch.from_numpy(rng.standard_normal(16 * 1024).astype(np.float32))
-    snrs = {k: reference.calculate_snr(x, reference.fake_quantize(x, n))
+    snrs = {k: answers.calculate_snr(x, reference.fake_quantize(x, n))
             for k, n in (("int8", "int8"), ("int4", "int4"), ("fp8", "fp8_e4m3fn"), ("fp4", "nvfp4"))}
     if got.strip().lower() != max(snrs, key=snrs.get):
         raise Fail("BEST_FORMAT_FOR_GAUSSIAN is not the format with the highest SNR in your snr_by_format table.")

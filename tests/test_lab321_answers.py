@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import reference as R
+from labs.lab321 import answers as A
 
 
 def test_snr_by_hand():
@@ -25,11 +26,11 @@ def test_snr_refuses_bad_input():
 
 
 def test_memory_rules():
-    assert R.calculate_model_memory(70, "fp16") == 140.0
-    assert R.calculate_model_memory(70, "FP4") == 35.0
-    assert R.calculate_model_memory(70, "nvfp4", include_scale_overhead=True) == 70 * 4.5 / 8
-    assert R.calculate_model_memory(8, "mxfp4", include_scale_overhead=True) == 8 * 4.25 / 8
-    assert R.task_memory(10, "bf16", "inference") == pytest.approx(24.0)
+    assert A.calculate_model_memory(70, "fp16") == 140.0
+    assert A.calculate_model_memory(70, "FP4") == 35.0
+    assert A.calculate_model_memory(70, "nvfp4", include_scale_overhead=True) == 70 * 4.5 / 8
+    assert A.calculate_model_memory(8, "mxfp4", include_scale_overhead=True) == 8 * 4.25 / 8
+    assert A.task_memory(10, "bf16", "inference") == pytest.approx(24.0)
 
 
 # Adam training, bytes per parameter, counted by hand (weights + gradients + master weights + 2 moments):
@@ -40,35 +41,35 @@ def test_memory_rules():
     ("fp32", 16), ("fp16", 16), ("bf16", 16), ("BF16", 16), ("fp8", 15), ("int8", 15), ("fp4", 14.5), ("int4", 14.5),
 ])
 def test_training_memory_is_mixed_precision_adam(precision, per_param):
-    assert R.training_bytes_per_param(precision) == per_param
-    assert R.task_memory(10, precision, "training") == pytest.approx(10 * per_param)
-    assert R.task_memory(7, precision, "training") == pytest.approx(7 * per_param)
+    assert A.training_bytes_per_param(precision) == per_param
+    assert A.task_memory(10, precision, "training") == pytest.approx(10 * per_param)
+    assert A.task_memory(7, precision, "training") == pytest.approx(7 * per_param)
 
 
 def test_training_memory_counts_scales_when_asked():
     # fp4 counted as NVFP4 with its scales: 4.5 bits = 0.5625 B, + 2 + 12 = 14.5625 B/param
-    assert R.task_memory(8, "fp4", "training", {"fp4": 0.5625}) == pytest.approx(8 * 14.5625)
-    assert R.task_memory(8, "fp4", "inference", {"fp4": 0.5625}) == pytest.approx(8 * 0.5625 * 1.2)
+    assert A.task_memory(8, "fp4", "training", {"fp4": 0.5625}) == pytest.approx(8 * 14.5625)
+    assert A.task_memory(8, "fp4", "inference", {"fp4": 0.5625}) == pytest.approx(8 * 0.5625 * 1.2)
 
 
 def test_kv_cache_formula_by_hand():
     # Llama-3-70B shape: 80 layers, 8 KV heads, head_dim 128; BF16 (2 bytes); 8192 tokens, batch 1:
     # 2 * 80 * 8 * 128 * 8192 * 2 = 2_684_354_560 bytes
-    assert R.kv_cache_gb(80, 8, 128, 8192) == pytest.approx(2.68435456)
+    assert A.kv_cache_gb(80, 8, 128, 8192) == pytest.approx(2.68435456)
     # 32768 tokens x batch 4 = 16x more: 42_949_672_960 bytes, above the 14 GB headroom of 70B FP8 weights
-    assert R.kv_cache_gb(80, 8, 128, 32768, batch=4) == pytest.approx(42.94967296)
-    assert R.kv_cache_gb(32, 8, 128, 1000, batch=2, bytes_per_value=1) == pytest.approx(2 * 32 * 8 * 128 * 1000 * 2 / 1e9)
+    assert A.kv_cache_gb(80, 8, 128, 32768, batch=4) == pytest.approx(42.94967296)
+    assert A.kv_cache_gb(32, 8, 128, 1000, batch=2, bytes_per_value=1) == pytest.approx(2 * 32 * 8 * 128 * 1000 * 2 / 1e9)
     with pytest.raises(ValueError, match="seq_len"):
-        R.kv_cache_gb(80, 8, 128, -1)
+        A.kv_cache_gb(80, 8, 128, -1)
 
 
 @pytest.mark.parametrize("call, exc, word", [
-    (lambda: R.calculate_model_memory(7, "fp7"), ValueError, "fp7"),
-    (lambda: R.calculate_model_memory(-1, "fp16"), ValueError, ">= 0"),
-    (lambda: R.analyze_model_memory(7, memory_budget_gb=0), ValueError, "> 0"),
-    (lambda: R.analyze_model_memory(7, task="serving"), ValueError, "inference"),
-    (lambda: R.recommend_precision(7, quality_priority="speed"), ValueError, "balanced"),
-    (lambda: R.recommend_precision("7B"), TypeError, "billions"),
+    (lambda: A.calculate_model_memory(7, "fp7"), ValueError, "fp7"),
+    (lambda: A.calculate_model_memory(-1, "fp16"), ValueError, ">= 0"),
+    (lambda: A.analyze_model_memory(7, memory_budget_gb=0), ValueError, "> 0"),
+    (lambda: A.analyze_model_memory(7, task="serving"), ValueError, "inference"),
+    (lambda: A.recommend_precision(7, quality_priority="speed"), ValueError, "balanced"),
+    (lambda: A.recommend_precision("7B"), TypeError, "billions"),
 ])
 def test_memory_refusals(call, exc, word):
     with pytest.raises(exc, match=word):
@@ -76,24 +77,24 @@ def test_memory_refusals(call, exc, word):
 
 
 def test_analyze_34b():
-    out = R.analyze_model_memory(34)
+    out = A.analyze_model_memory(34)
     assert list(out["precisions"]) == ["fp32", "fp16", "bf16", "fp8", "int8", "int4", "fp4"]
     assert out["precisions"]["fp32"] == {"memory_gb": pytest.approx(163.2), "fits": False}  # 34 * 4 * 1.2
     assert out["precisions"]["bf16"] == {"memory_gb": pytest.approx(81.6), "fits": True}
     assert out["recommendation"] == "bf16"
-    assert R.analyze_model_memory(1000)["recommendation"] is None
+    assert A.analyze_model_memory(1000)["recommendation"] is None
 
 
 def test_analyze_training():
     # 7B: bf16 7 * 16 = 112 GB fits 128; fp32 also 112 but is not on the training ladder
-    seven = R.analyze_model_memory(7, task="training")
+    seven = A.analyze_model_memory(7, task="training")
     assert {p: round(r["memory_gb"], 6) for p, r in seven["precisions"].items()} == {
         "fp32": 112, "fp16": 112, "bf16": 112, "fp8": 105, "int8": 105, "int4": 101.5, "fp4": 101.5}
     assert seven["recommendation"] == "bf16"
-    assert R.analyze_model_memory(8, task="training")["recommendation"] == "bf16"  # 128 GB: exactly at the budget
-    assert R.analyze_model_memory(8.2, task="training")["recommendation"] == "fp8"  # bf16 131.2, fp8 123
-    assert R.analyze_model_memory(9, task="training")["recommendation"] is None  # fp8 135 > 128
-    assert R.analyze_model_memory(30, task="training", memory_budget_gb=480)["recommendation"] == "bf16"  # 480
+    assert A.analyze_model_memory(8, task="training")["recommendation"] == "bf16"  # 128 GB: exactly at the budget
+    assert A.analyze_model_memory(8.2, task="training")["recommendation"] == "fp8"  # bf16 131.2, fp8 123
+    assert A.analyze_model_memory(9, task="training")["recommendation"] is None  # fp8 135 > 128
+    assert A.analyze_model_memory(30, task="training", memory_budget_gb=480)["recommendation"] == "bf16"  # 480
 
 
 @pytest.mark.parametrize("size, budget, task, prio, expected, fits, gb", [
@@ -110,7 +111,7 @@ def test_analyze_training():
     (70, 128, "training", "quality", "fp8", False, 1050.0),    # fp8 70 * 15; never fp4 for training
 ])
 def test_advisor_ladder(size, budget, task, prio, expected, fits, gb):
-    r = R.recommend_precision(size, budget, task, prio)
+    r = A.recommend_precision(size, budget, task, prio)
     assert (r["precision"], r["fits"]) == (expected, fits)
     assert r["memory_gb"] == pytest.approx(gb)
     assert isinstance(r["reasoning"], str) and expected.upper() in r["reasoning"]
@@ -120,7 +121,7 @@ def test_training_ladder_never_fp32_or_fp4():
     for size in (0.5, 1, 5, 8, 8.2, 9, 20, 100):
         for budget in (16, 64, 128, 256):
             for prio in ("quality", "balanced", "memory"):
-                assert R.recommend_precision(size, budget, "training", prio)["precision"] in ("bf16", "fp8")
+                assert A.recommend_precision(size, budget, "training", prio)["precision"] in ("bf16", "fp8")
 
 
 @pytest.mark.parametrize("cc, has_fp8, has_fp4", [
