@@ -95,10 +95,6 @@ class FloatFormat:
         return float(2.0 ** (self.emin - self.mantissa_bits))
 
     @property
-    def has_inf(self) -> bool:
-        return self.specials == "ieee"
-
-    @property
     def has_nan(self) -> bool:
         return self.specials != "none"
 
