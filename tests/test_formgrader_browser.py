@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from grader import config, demo
+from grader import config
+from grader.course import demo
 from grader.grading.grade import CONTINUED, check_line, grade_path
 from helpers import ROOT
 

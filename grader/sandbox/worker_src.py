@@ -5,7 +5,7 @@ the processes it starts hold nothing of the grader: not the checks, not the refe
 the hidden seed, not the course config. Only the standard library is imported before the
 zygote's warm imports (torch, numpy, IPython, matplotlib), and CUDA is never touched here.
 
-Process tree (one zygote per grading run; ``grader/sandbox.py`` drives it)::
+Process tree (one zygote per grading run; ``grader/sandbox/client.py`` drives it)::
 
     grader (trusted) --socket--> zygote  (warm: modules imported once per run)
                                    '-- fork: keeper (one per notebook; never runs student code)
