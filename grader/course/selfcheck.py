@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-REPO_TESTS = Path(__file__).resolve().parent.parent / "tests"
+REPO_TESTS = Path(__file__).resolve().parents[2] / "tests"
 _SESSIONS: dict[Path, object] = {}
 
 
