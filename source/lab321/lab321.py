@@ -52,11 +52,13 @@
 # | L4, L40, RTX 40 (Ada) | 8.9 | **yes** | no | FP8 |
 # | H100, H200 (Hopper) | 9.0 | yes | no | FP8 |
 # | B200 / B300 (Blackwell) | 10.0 / 10.3 | yes | yes: NVFP4, MXFP4 (+ MXFP8, MXFP6) | FP8, MXFP8, NVFP4, MXFP4 |
-# | RTX 50 (Blackwell) | 12.0 | yes | yes: NVFP4, MXFP4 (+ MXFP8, MXFP6) | FP8, NVFP4 (PyTorch's MX path targets 10.x) |
-# | DGX Spark GB10 | 12.1 | yes | yes: NVFP4, MXFP4 (+ MXFP8, MXFP6) | FP8, NVFP4 |
+# | RTX 50 (Blackwell) | 12.0 | yes | yes: NVFP4, MXFP4 (+ MXFP8, MXFP6) | FP8, MXFP8, NVFP4 (PyTorch's MXFP4 path is 10.x only) |
+# | DGX Spark GB10 | 12.1 | yes | yes: NVFP4, MXFP4 (+ MXFP8, MXFP6) | FP8, MXFP8, NVFP4 |
 #
 # Note Ada (8.9): FP8 is not Hopper-only. Hopper (9.0) introduced FP8 tensor cores, and Ada's
-# have them too. (Tensor cores run FP32 matmuls as TF32; FP6 exists on Blackwell as MXFP6.)
+# have them too. FP32 matmuls run in full FP32 unless you allow TF32 (`torch.backends.cuda.matmul.allow_tf32 = True`
+# or `torch.set_float32_matmul_precision("high")`); then Ampere and later run them on tensor cores as TF32.
+# FP6 exists on Blackwell as MXFP6.
 
 # %% nbgrader={"grade": false, "grade_id": "environment", "locked": true, "schema_version": 3, "solution": false}
 import math
@@ -77,8 +79,8 @@ def native_formats(capability):
         fmts += ["fp8_e4m3", "fp8_e5m2"]
     if major in (10, 11):
         fmts += ["mxfp8", "nvfp4", "mxfp4", "fp4_e2m1"]
-    elif major >= 12:
-        fmts += ["nvfp4", "fp4_e2m1"]
+    elif major >= 12:  # MXFP8 and NVFP4; PyTorch's MXFP4 kernel is for 10.x only
+        fmts += ["mxfp8", "nvfp4", "fp4_e2m1"]
     return tuple(fmts)
 
 
