@@ -10,8 +10,15 @@ c.CourseDirectory.submitted_directory = "submitted"
 c.CourseDirectory.autograded_directory = "autograded"
 c.CourseDirectory.feedback_directory = "feedback"
 # lab321.py is the notebook's jupytext source WITH the solutions: never copied into a release.
+# A submission is data: no Python or pytest/Python config a student sends (conftest.py, pytest.ini,
+# sitecustomize.py, *.pth, ...) is copied by collect or autograde (grader/studentfiles.py).
+from grader.studentfiles import NOT_COPIED as _NOT_COPIED  # noqa: E402
+
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback",  # nbgrader's defaults
-                            "build_lab.py", "jupytext.toml", "lab321.py"]
+                            "build_lab.py", "jupytext.toml", "lab321.py", *_NOT_COPIED]
+# nbgrader runs `alembic` by name: the formgrader started as `.venv/bin/jupyter lab` (no activation) finds
+# it; and nbgrader's warnings no TA can act on are filtered (grader/course_env.py).
+__import__("grader.course_env").course_env.prepare_process()
 
 # Students get stubs; solutions never leave source/.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
@@ -22,13 +29,18 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 # Before the first submission: the model solution must get full marks in this environment (the canary,
 # grader.canary.nbgrader_pre_convert_hook); then each submission is checked for a renamed notebook.
 c.Autograde.pre_convert_hook = "grader.nbgrader_plugin.pre_convert_hook"
+# Before nbgrader touches a folder: a submission without a gradable notebook (renamed, unreadable) is a
+# warning for that student and is left out of the run (nbgrader would fail the whole run on it), and
+# generate_assignment checks the exercise contract before it removes the previous release.
+c.Autograde.exporter_class = "grader.nbgrader_plugin.AutogradeExporter"
+c.GenerateAssignment.exporter_class = "grader.contract.ContractFirstExporter"
 c.Autograde.autograde_preprocessors = [
     "grader.nbgrader_plugin.TrustedGrade",
     "grader.nbgrader_plugin.SanitizeStudentContent",  # no script or handler from a student reaches the TA
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
     "nbgrader.preprocessors.LimitOutput",
     "nbgrader.preprocessors.SaveAutoGrades",
-    "nbgrader.preprocessors.AssignLatePenalties",
+    "grader.late.LabAssignLatePenalties",  # nbgrader's, plus a note saying the penalty (grader/late.py)
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
 c.Autograde.autograde_preprocessors.insert(0, "grader.contract.CheckGradebookContract")  # grade cells == checks
@@ -46,7 +58,7 @@ c.Execute.timeout = 60
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
-    "nbgrader.preprocessors.ClearHiddenTests",
+    "grader.nbgrader_plugin.FeedbackClearHiddenTests",  # ClearHiddenTests, quiet under the HTML exporter
 ]
 
 # The hidden inputs derive from this seed: change it each term.

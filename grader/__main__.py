@@ -90,11 +90,16 @@ def cmd_report(a: argparse.Namespace) -> int:
 
 
 def cmd_config(a: argparse.Namespace) -> int:
-    from .config import LabGrader
+    """The course's settings (LabGrader, LabLatePenalty) next to their defaults, with their help."""
+    from . import config
     from .late import LabLatePenalty
 
-    for cls in (LabGrader, LabLatePenalty):
-        print(cls.class_get_help())
+    root = Path(a.course).resolve() if a.course else config.find_course_root()
+    try:
+        print(config.describe(root, [config.LabGrader, LabLatePenalty]))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -160,7 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--course", help="course folder holding course_config.py (default: found from cwd)")
     r.add_argument("--no-canary", action="store_true", help="do not re-run the canary for the report's canary line")
     r.set_defaults(fn=cmd_report)
-    cf = sub.add_parser("config", help="list the course's settings (LabGrader, LabLatePenalty) with their help")
+    cf = sub.add_parser("config", help="the course's settings (LabGrader, LabLatePenalty) next to their defaults, "
+                        "with their help")
+    cf.add_argument("--course", help="course folder holding course_config.py (default: found from cwd)")
     cf.set_defaults(fn=cmd_config)
     sub.add_parser("nbgrader", help="run nbgrader with the course's classes registered (e.g. --help-all)")
     a = p.parse_args(argv)
