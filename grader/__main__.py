@@ -129,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["nbgrader"]:
         return nbgrader_main(argv[1:])
+    if argv[:1] == ["doctor"]:
+        from .doctor import main as doctor_main
+
+        return doctor_main(argv[1:])
     p = argparse.ArgumentParser(prog="python -m grader", description="Lab 3.2.1 trusted grader")
     sub = p.add_subparsers(dest="cmd", required=True)
     g = sub.add_parser("grade", help="grade one notebook in the sandbox")
@@ -169,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                         "with their help")
     cf.add_argument("--course", help="course folder holding course_config.py (default: found from cwd)")
     cf.set_defaults(fn=cmd_config)
+    sub.add_parser("doctor", help="check what this machine lets the sandbox do, with the fix for each missing piece")
     sub.add_parser("nbgrader", help="run nbgrader with the course's classes registered (e.g. --help-all)")
     a = p.parse_args(argv)
     return a.fn(a)
