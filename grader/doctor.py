@@ -242,8 +242,13 @@ def _build_root(libc, new: str) -> dict:
     _mount(libc, "/usr", new + "/usr", None, MS_BIND | MS_REC, step="bind mount /usr")
     _mount(libc, None, new + "/usr", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV,
            step="remount /usr read-only")
-    if os.path.isdir("/sys"):  # sysfs alone, as the worker binds it (not the cgroup mounts below it)
-        _mount(libc, "/sys", new + "/sys", None, MS_BIND, step="bind mount /sys (non-recursive)")
+    if os.path.isdir("/sys"):  # as the worker binds it: sysfs alone, else (user namespace) with its submounts
+        try:
+            _mount(libc, "/sys", new + "/sys", None, MS_BIND, step="bind mount /sys (non-recursive)")
+        except OSError as exc:
+            if exc.errno != errno_mod.EINVAL:
+                raise
+            _mount(libc, "/sys", new + "/sys", None, MS_BIND | MS_REC, step="bind mount /sys (recursive)")
     _mount(libc, "proc", new + "/proc", "proc", MS_NOSUID | MS_NODEV | 8, step="mount proc")
     nr = PIVOT_ROOT.get(os.uname().machine)
     if nr is None:
@@ -309,10 +314,10 @@ def namespace_blockers(facts: dict, step: str, err: Optional[int]) -> list[tuple
                     "(the capability then holds in the pod's user namespace only), or run the grader as a "
                     "non-root uid (runAsUser: 1000) so that it uses a user namespace of its own"))
     if step.startswith("bind mount /sys") and err == errno_mod.EINVAL and not root:
-        out.append(("a user namespace may not bind /sys without the mounts below it (/sys/fs/cgroup...): "
-                    "the kernel keeps them locked together",
-                    "grade as root (each notebook then gets a private uid and no user namespace is needed), "
-                    "or use a grader whose worker binds /sys recursively (see docs/operator/doctor.md#namespaces)"))
+        out.append(("a user namespace may not bind /sys here, even with the mounts below it (/sys/fs/cgroup...) "
+                    "that the kernel keeps locked to it",
+                    "grade as root (each notebook then gets a private uid and no user namespace is needed); "
+                    "see docs/operator/doctor.md#namespaces"))
     if step == "mount proc" and err == errno_mod.EPERM and not root:
         out.append(("/proc is masked by the container runtime (paths hidden under /proc make a new /proc "
                     "mount inside a user namespace refused)",
