@@ -271,6 +271,7 @@ print(f"{(~normal_range).sum()} of the {len(weights):,} weights lie below FP16's
 print("FP16 largest value:", format_max(*FLOAT_FORMATS["fp16"]), "- beyond it FP16 overflows; BF16 reaches",
       f"{format_max(*FLOAT_FORMATS['bf16']):.3g}")
 
+
 # %% [markdown]
 # **Why FP16's max error is the larger one.** FP16's finer steps hold in its normal range,
 # |x| >= 2^-14 (about 6.1e-05). Below that, FP16 values are subnormal: the step stays 2^-24 however small the
@@ -280,7 +281,6 @@ print("FP16 largest value:", format_max(*FLOAT_FORMATS["fp16"]), "- beyond it FP
 # magnitudes). So FP16 is the more precise format as long as values stay above 2^-14, and tiny values lose
 # relative precision (this is why FP16 training scales the loss up, so that small gradients stay out of the
 # subnormal range).
-
 
 # %% [markdown]
 # ## Part 2: Integer quantization (INT8 and INT4)
@@ -614,6 +614,7 @@ print(f"Gaussian (Part 4's w): INT4 wins by {FOUR_BIT_SNR['INT4 (16, E4M3)'] - F
 for name, peaks in PEAK_TO_RMS.items():
     print(f"{name:<22} blocks of 16: median max|x| / RMS {peaks.median().item():.2f}, "
           f"{(peaks > 3).float().mean().item():.1%} of blocks above 3")
+
 
 # %% [markdown]
 # **Heavy-tailed blocks.** On Student-t data the FP4 element pays off: NVFP4 beats INT4 with the same
@@ -1106,7 +1107,6 @@ if MINILM:
     plt.tight_layout()
     plt.show()
 
-
 # %% [markdown]
 # **What the plot shows.** Per-tensor INT8 beats FP8 E4M3 on 28 of the 36 layers (median 35.8 dB
 # against 31.5), as it did on Gaussian weights in Part 3: INT8's uniform steps cover a well-behaved
@@ -1147,6 +1147,7 @@ if MINILM:
     print(f"0.ffn_down: its largest weight sits in one block of 16, max|x| / RMS "
           f"{MINILM_PEAKS['0.ffn_down'][outlier_block].item():.2f} (at most sqrt(16) = 4 for a block of 16); the "
           f"layer's median block: {MINILM_PEAKS['0.ffn_down'].median().item():.2f}")
+
 
 # %% [markdown]
 # **Which holds where.** On MiniLM, block INT4 beats NVFP4 on 34 of the 36 layers (median margin 0.6 dB).
