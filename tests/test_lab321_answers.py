@@ -141,7 +141,7 @@ def test_describe_device_cpu_and_spark():
         assert d["compute_capability"] is None and d["native"] == ()
     spark = R.describe_device((12, 1), "NVIDIA GB10")
     assert spark["architecture"] == "Blackwell (DGX Spark GB10)" and "nvfp4" in spark["native"]
-    assert "mxfp8" in spark["emulated"]
+    assert "mxfp8" in spark["native"] and "mxfp4" in spark["emulated"]
 
 
 def test_reference_demo_prints_every_format(capsys):

@@ -118,7 +118,8 @@ def test_pytest_that_read_a_students_ini_refuses(course):
 
 def test_the_course_is_never_found_inside_a_submission(course):
     """A course_config.py a student sent is never loaded as the course's settings."""
-    from grader import config, selfcheck
+    from grader import config
+    from grader.course import selfcheck
 
     root, marks = course
     nb = root / "submitted" / "evil" / LAB / f"{LAB}.ipynb"
