@@ -135,7 +135,7 @@ def reference_bytes() -> int:
 
 def _mixed(plan: dict[str, str], where: str, public: bool) -> int:
     """The plan's bytes; Fail unless it beats the cheapest single-scheme plan that meets the floor."""
-    nbytes = A.plan_bytes(plan)
+    nbytes = environment(A.plan_bytes)(plan)
     if nbytes >= uniform_best_bytes():
         detail = f" Your plan: {nbytes} bytes; FP8 E4M3 everywhere: {uniform_best_bytes()} bytes." if public else ""
         raise Fail(f"PLAN {where}: it costs no less than FP8 E4M3 everywhere, the cheapest single scheme that meets "
