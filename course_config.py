@@ -11,8 +11,15 @@ c.CourseDirectory.autograded_directory = "autograded"
 c.CourseDirectory.feedback_directory = "feedback"
 # A lab's source folder holds its notebook's jupytext source WITH the solutions (source/<lab>/<lab>.py):
 # no .py file of source/ is ever copied into a release (a lab ships no module to students).
+# A submission is data: no Python or pytest/Python config a student sends (conftest.py, pytest.ini,
+# sitecustomize.py, *.pth, ...) is copied by collect or autograde (grader/studentfiles.py).
+from grader.studentfiles import NOT_COPIED as _NOT_COPIED  # noqa: E402
+
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback",  # nbgrader's defaults
-                            "*.py", "jupytext.toml"]
+                            "*.py", "jupytext.toml", *_NOT_COPIED]
+# nbgrader runs `alembic` by name: the formgrader started as `.venv/bin/jupyter lab` (no activation) finds
+# it; and nbgrader's warnings no TA can act on are filtered (grader/course/env.py).
+__import__("grader.course.env").course.env.prepare_process()
 
 # Students get stubs; solutions never leave source/.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
@@ -23,13 +30,18 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 # Before the first submission: the model solution must get full marks in this environment (the canary,
 # grader.grading.canary.nbgrader_pre_convert_hook); then each submission is checked for a renamed notebook.
 c.Autograde.pre_convert_hook = "grader.course.nbgrader_plugin.pre_convert_hook"
+# Before nbgrader touches a folder: a submission without a gradable notebook (renamed, unreadable) is a
+# warning for that student and is left out of the run (nbgrader would fail the whole run on it), and
+# generate_assignment checks the exercise contract before it removes the previous release.
+c.Autograde.exporter_class = "grader.course.nbgrader_plugin.AutogradeExporter"
+c.GenerateAssignment.exporter_class = "grader.grading.contract.ContractFirstExporter"
 c.Autograde.autograde_preprocessors = [
     "grader.course.nbgrader_plugin.TrustedGrade",
     "grader.course.nbgrader_plugin.SanitizeStudentContent",  # no script or handler from a student reaches the TA
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
     "nbgrader.preprocessors.LimitOutput",
     "nbgrader.preprocessors.SaveAutoGrades",
-    "nbgrader.preprocessors.AssignLatePenalties",
+    "grader.course.late.LabAssignLatePenalties",  # nbgrader's, plus a note saying the penalty (grader/course/late.py)
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
 c.Autograde.autograde_preprocessors.insert(0, "grader.grading.contract.CheckGradebookContract")  # grade cells == checks
@@ -47,7 +59,7 @@ c.Execute.timeout = 60
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
-    "nbgrader.preprocessors.ClearHiddenTests",
+    "grader.course.nbgrader_plugin.FeedbackClearHiddenTests",  # ClearHiddenTests, quiet under the HTML exporter
 ]
 
 # The hidden inputs derive from this seed: change it each term.

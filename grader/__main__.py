@@ -65,7 +65,7 @@ def cmd_report(a: argparse.Namespace) -> int:
     from . import config
     from .grading.canary import CanaryFailed, canary_line, run_canary
     from .course.report import course_records, write_report
-    from .grading.results import write_checks_csv, write_class_csv
+    from .course.results import write_checks_csv, write_class_csv
 
     from .grading.labs import UnknownLab, get_lab
 
@@ -100,11 +100,16 @@ def cmd_report(a: argparse.Namespace) -> int:
 
 
 def cmd_config(a: argparse.Namespace) -> int:
-    from .config import LabGrader
+    """The course's settings (LabGrader, LabLatePenalty) next to their defaults, with their help."""
+    from . import config
     from .course.late import LabLatePenalty
 
-    for cls in (LabGrader, LabLatePenalty):
-        print(cls.class_get_help())
+    root = Path(a.course).resolve() if a.course else config.find_course_root()
+    try:
+        print(config.describe(root, [config.LabGrader, LabLatePenalty]))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -134,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["nbgrader"]:
         return nbgrader_main(argv[1:])
+    if argv[:1] == ["doctor"]:
+        from .course.doctor import main as doctor_main
+
+        return doctor_main(argv[1:])
     p = argparse.ArgumentParser(prog="python -m grader", description="trusted grader of the course's labs")
     sub = p.add_subparsers(dest="cmd", required=True)
     g = sub.add_parser("grade", help="grade one notebook in the sandbox")
@@ -173,8 +182,11 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--course", help="course folder holding course_config.py (default: found from cwd)")
     r.add_argument("--no-canary", action="store_true", help="do not re-run the canary for the report's canary line")
     r.set_defaults(fn=cmd_report)
-    cf = sub.add_parser("config", help="list the course's settings (LabGrader, LabLatePenalty) with their help")
+    cf = sub.add_parser("config", help="the course's settings (LabGrader, LabLatePenalty) next to their defaults, "
+                        "with their help")
+    cf.add_argument("--course", help="course folder holding course_config.py (default: found from cwd)")
     cf.set_defaults(fn=cmd_config)
+    sub.add_parser("doctor", help="check what this machine lets the sandbox do, with the fix for each missing piece")
     sub.add_parser("nbgrader", help="run nbgrader with the course's classes registered (e.g. --help-all)")
     a = p.parse_args(argv)
     return a.fn(a)

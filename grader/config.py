@@ -67,10 +67,13 @@ class LabGrader(Configurable):
 
 
 def find_course_root(start: Optional[Path] = None) -> Path:
-    """The nearest folder at or above ``start`` (default: cwd) holding course_config.py."""
+    """The nearest folder at or above ``start`` (default: cwd) holding course_config.py, never one in a
+    submission folder (a course_config.py a student sent is data, never run: grader/studentfiles.py)."""
+    from .studentfiles import in_submission
+
     here = Path(start or os.getcwd()).resolve()
     for p in (here, *here.parents):
-        if (p / CONFIG_NAME).is_file():
+        if (p / CONFIG_NAME).is_file() and not in_submission(p):
             return p
     return REPO_ROOT
 
@@ -88,15 +91,47 @@ def _command_line_config() -> dict:
         return {}
 
 
-def lab_grader(root: Path, overrides: Optional[dict] = None) -> LabGrader:
-    """The course's LabGrader configurable: course_config.py, then command-line overrides."""
+def course_config(root: Path):
+    """The traitlets Config of the course's course_config.py (empty when it has none)."""
     from traitlets.config import Config
     from traitlets.config.loader import PyFileConfigLoader
 
-    cfg = Config()
+    if not (Path(root) / CONFIG_NAME).is_file():
+        return Config()
+    return PyFileConfigLoader(CONFIG_NAME, path=str(root)).load_config()
+
+
+def describe(root: Path, classes: list) -> str:
+    """Each setting of ``classes`` as the course sets it, next to its default and help (``python -m grader config``)."""
+    import textwrap
+
+    cfg = course_config(root)
+    where = root / CONFIG_NAME
+    source = f"settings from {CONFIG_NAME}" if where.is_file() else f"no {CONFIG_NAME}: defaults"
+    lines = [f"course: {root} ({source})"]
+    for cls in classes:
+        try:
+            obj = cls(config=cfg)
+        except Exception as exc:  # a bad value: one line naming the file
+            raise ValueError(f"{where}: {exc}") from None
+        lines += ["", f"{cls.__name__} (c.{cls.__name__}.* in {CONFIG_NAME}; --{cls.__name__}.x=... on nbgrader's "
+                  "command line):"]
+        for name, trait in sorted(cls.class_traits(config=True).items()):
+            value, default = getattr(obj, name), trait.default()
+            said = "  (the default)" if value == default else f"  (default: {default!r})"
+            lines.append(f"  {name} = {value!r}{said}")
+            if trait.help:
+                lines += textwrap.wrap(" ".join(trait.help.split()), 100, initial_indent="      ",
+                                       subsequent_indent="      ")
+    return "\n".join(lines)
+
+
+def lab_grader(root: Path, overrides: Optional[dict] = None) -> LabGrader:
+    """The course's LabGrader configurable: course_config.py, then command-line overrides."""
+    from traitlets.config import Config
+
     path = root / CONFIG_NAME
-    if path.is_file():
-        cfg = PyFileConfigLoader(CONFIG_NAME, path=str(root)).load_config()
+    cfg = course_config(root)
     extra = {**_command_line_config(), **(overrides or {})}
     if extra:
         cfg.merge(Config({"LabGrader": extra}))

@@ -10,7 +10,7 @@ Two questions with different answers, so two functions:
 
 They differ: Hopper and Ada have INT4/FP8 silicon that PyTorch has no INT4 matmul for;
 RTX 50 (12.0) and DGX Spark (12.1) have block-scaled MXFP8/MXFP6/MXFP4 tensor-core MMA like
-B200, but PyTorch's MX path is built for compute capability 10.x. :func:`native_formats`
+B200; PyTorch runs MXFP8 and NVFP4 there, but its MXFP4 path is for 10.x only. :func:`native_formats`
 (what the notebook's environment table shows) is the PyTorch answer.
 """
 
@@ -98,13 +98,18 @@ def hardware_formats(capability: Optional[tuple[int, int]]) -> tuple[str, ...]:
 #   nvfp4, fp4_e2m1fn   torch._scaled_mm on float4_e2m1fn_x2 with E4M3 block scales per 16
 #                       (cuBLASLt VEC16_UE4M3, CUDA >= 12.8): 10.x and 12.x. Plain E2M1 with
 #                       one tensor scale is NVFP4 with all block scales 1.0. PyTorch >= 2.8
-#   mxfp8, mxfp4        torch._scaled_mm with E8M0 block scales per 32 (cuBLASLt
-#                       VEC32_UE8M0; _scaled_mm_v2's MXFP4 path checks major == 10, "MXFP4
-#                       scaling only supported in CUDA for B200/B300"): 10.x only, although
-#                       12.x silicon has block-scaled MX MMA. PyTorch >= 2.8
+#   mxfp8               torch._scaled_mm with E8M0 block scales per 32 (cuBLASLt VEC32_UE8M0):
+#                       10.x and 12.x. Its path (_scaled_mxfp8_mxfp8 in ScaledBlas.cpp) checks no
+#                       architecture beyond _scaled_mm's own (8.9 / 9.0+); PyTorch's tests gate MX
+#                       GEMM on SM100OrLater (torch/testing/_internal/common_cuda.py,
+#                       PLATFORM_SUPPORTS_MX_GEMM), which includes 12.x. PyTorch >= 2.8 on 10.x;
+#                       on 12.x we claim it from 2.12, the first release reported running it there
+#   mxfp4               torch._scaled_mm, E2M1 with E8M0 scales per 32: 10.x only
+#                       (_check_mxfp4_support: major == 10, "MXFP4 scaling only supported in CUDA
+#                       for B200/B300"), although 12.x silicon has block-scaled MXFP4 MMA
 #   int4                no PyTorch matmul on INT4 tensor cores (torch._weight_int4pack_mm
 #                       dequantizes to bf16), so emulated everywhere
-MIN_TORCH = {"fp8": (2, 1), "nvfp4": (2, 8), "mx": (2, 8)}
+MIN_TORCH = {"fp8": (2, 1), "nvfp4": (2, 8), "mx": (2, 8), "mxfp8_sm12x": (2, 12)}
 
 
 def _version(v: str) -> tuple[int, int]:
@@ -119,8 +124,11 @@ def _installed_torch_has(feature: str) -> bool:
     build, a CUDA toolkit new enough for block scales: 12.8)."""
     need = {"fp8": ("_scaled_mm", "float8_e4m3fn", "float8_e5m2"),
             "nvfp4": ("_scaled_mm", "float4_e2m1fn_x2", "float8_e4m3fn"),
-            "mx": ("_scaled_mm", "float4_e2m1fn_x2", "float8_e8m0fnu")}[feature]
+            "mx": ("_scaled_mm", "float4_e2m1fn_x2", "float8_e8m0fnu"),
+            "mxfp8_sm12x": ("_scaled_mm", "float8_e4m3fn", "float8_e8m0fnu")}[feature]
     if not all(hasattr(torch, n) for n in need):
+        return False
+    if feature == "mxfp8_sm12x" and _version(torch.__version__) < MIN_TORCH[feature]:
         return False
     cuda = getattr(torch.version, "cuda", None)
     if feature != "fp8" and cuda:
@@ -161,8 +169,11 @@ def torch_native_formats(capability: Optional[tuple[int, int]], torch_version: O
             fmts.append("mxfp4")
         if has("nvfp4"):
             fmts.append("fp4_e2m1fn")
-    elif major >= 12 and has("nvfp4"):
-        fmts += ("nvfp4", "fp4_e2m1fn")
+    elif major >= 12:
+        if has("mx") and has("mxfp8_sm12x"):
+            fmts.append("mxfp8")
+        if has("nvfp4"):
+            fmts += ("nvfp4", "fp4_e2m1fn")
     return tuple(fmts)
 
 

@@ -30,8 +30,9 @@ TORCH = {
     (8, 0): BASE, (8, 6): BASE,
     (8, 9): BASE | {"fp8_e4m3fn", "fp8_e5m2"}, (9, 0): BASE | {"fp8_e4m3fn", "fp8_e5m2"},
     (10, 0): BASE | {"fp8_e4m3fn", "fp8_e5m2"} | LAB_BLOCK, (10, 3): BASE | {"fp8_e4m3fn", "fp8_e5m2"} | LAB_BLOCK,
-    (12, 0): BASE | {"fp8_e4m3fn", "fp8_e5m2", "nvfp4", "fp4_e2m1fn"},  # no MX: PyTorch's MX path is 10.x
-    (12, 1): BASE | {"fp8_e4m3fn", "fp8_e5m2", "nvfp4", "fp4_e2m1fn"},
+    # MXFP8 yes (no architecture check in its _scaled_mm path), MXFP4 no (_check_mxfp4_support: major == 10)
+    (12, 0): BASE | {"fp8_e4m3fn", "fp8_e5m2", "mxfp8", "nvfp4", "fp4_e2m1fn"},
+    (12, 1): BASE | {"fp8_e4m3fn", "fp8_e5m2", "mxfp8", "nvfp4", "fp4_e2m1fn"},
 }
 
 
@@ -52,7 +53,7 @@ def test_what_pytorch_lacks_but_the_silicon_has():
     assert "int4" in R.hardware_formats((8, 9)) and "int4" not in R.native_formats((8, 9))
     for cc in [(12, 0), (12, 1)]:
         d = R.describe_device(cc, "simulated")
-        assert d["hardware_only"] == ("mxfp8", "mxfp4"), d
+        assert d["hardware_only"] == ("mxfp4",), d
     assert R.describe_device((10, 0), "B200")["hardware_only"] == ()
 
 
@@ -69,7 +70,8 @@ def test_unknown_minor_versions_use_the_nearest_lower_row_and_unknown_majors_not
     ("2.1", (9, 0), {"fp8_e4m3fn", "fp8_e5m2"}, set()),
     ("2.7", (10, 0), {"fp8_e4m3fn"}, {"nvfp4", "mxfp4", "mxfp8", "fp4_e2m1fn"}),
     ("2.8.0+cu128", (10, 0), LAB_BLOCK, set()),
-    ("2.8", (12, 1), {"nvfp4", "fp4_e2m1fn"}, {"mxfp8", "mxfp4"}),
+    ("2.8", (12, 1), {"nvfp4", "fp4_e2m1fn"}, {"mxfp8", "mxfp4"}),  # MXFP8 on 12.x: claimed from 2.12
+    ("2.12", (12, 1), {"nvfp4", "fp4_e2m1fn", "mxfp8"}, {"mxfp4"}),
 ])
 def test_torch_native_by_version(version, cc, has, lacks):
     got = set(R.torch_native_formats(cc, version))

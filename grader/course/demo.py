@@ -70,7 +70,7 @@ def copy_course(dest: Path, labs=None, root: Path | None = None) -> None:
     """A new course folder with the course's config and each lab's source folder (and its labs/ folder
     when the lab lives in the course rather than in an installed package)."""
     from .. import config
-    from ..grading.labs import all_labs
+    from ..grading.labs import all_labs, installed
 
     root = Path(root or config.find_course_root())
     found = all_labs(root)
@@ -80,7 +80,7 @@ def copy_course(dest: Path, labs=None, root: Path | None = None) -> None:
     for lab in (found[x] if isinstance(x, str) else x for x in (labs or found)):
         src = lab.model_solution(root).parent
         shutil.copytree(src, dest / src.relative_to(root), dirs_exist_ok=True)
-        if (root / "labs" / lab.id / "__init__.py").is_file():
+        if (root / "labs" / lab.id / "__init__.py").is_file() and not installed(lab):  # a lab of the course folder
             shutil.copytree(root / "labs" / lab.id, dest / "labs" / lab.id, dirs_exist_ok=True,
                             ignore=shutil.ignore_patterns("__pycache__"))
 

@@ -72,7 +72,7 @@ class TrustedGrade(NbGraderPreprocessor):
 
     def _keep_checks(self, report, student, assignment, notebook, conv, settings) -> None:
         """Per-check results next to the autograded notebook (nbgrader removes the folder on regrade)."""
-        from ..grading.results import SUFFIX, record_of, write_record
+        from .results import SUFFIX, record_of, write_record
 
         if conv is not None:
             cd = conv.coursedir
@@ -84,9 +84,10 @@ class TrustedGrade(NbGraderPreprocessor):
 
 def pre_convert_hook(assignment=None, student=None, notebooks=None, **kw):
     """``c.Autograde.pre_convert_hook``: the canary (before anything is scored), then a warning when
-    the submission's notebook was renamed (nbgrader would silently score it 0)."""
+    the submission's notebook was renamed (for a course without ``AutogradeExporter``, which leaves
+    such a submission out before nbgrader reaches it)."""
     from ..grading.canary import nbgrader_pre_convert_hook
-    from ..grading.results import locate
+    from .results import locate
 
     nbgrader_pre_convert_hook(assignment=assignment, student=student, notebooks=notebooks, **kw)
     if not notebooks:
@@ -126,7 +127,114 @@ class SanitizeStudentContent(NbGraderPreprocessor):
         return nb, resources
 
 
-__all__ = ["TrustedGrade", "SanitizeStudentContent", "IsolationError"]
+def ungradable(conv) -> list[tuple[str, str, str, str, str]]:
+    """(folder, student, assignment, kind, reason) of each submission nbgrader listed that has no gradable notebook.
+
+    Gradable is what nbgrader itself grades: ``<folder>/<notebook>.ipynb`` for a notebook of the
+    assignment in the gradebook, readable as a notebook. Otherwise nbgrader fails the student
+    ("No notebooks found", or a JSON traceback) and exits 1 after the class, on every later run too."""
+    import re
+
+    from nbgrader.api import Gradebook, MissingEntry
+
+    from ..grading.nbfile import NotebookError, read_cells
+    from .results import locate
+
+    cd = conv.coursedir
+    regexp = cd.format_path(cd.submitted_directory, "(?P<student_id>.*)", "(?P<assignment_id>.*)", escape=True)
+    names: dict[str, list[str]] = {}
+    out = []
+    for folder in sorted(conv.assignments):
+        m = re.match(regexp, folder)
+        if m is None:
+            continue
+        sid, aid = m.group("student_id"), m.group("assignment_id")
+        if aid not in names:
+            try:
+                with Gradebook(cd.db_url, cd.course_id) as gb:
+                    names[aid] = [n.name for n in gb.find_assignment(aid).notebooks]
+            except MissingEntry:
+                names[aid] = []  # not generated yet: nbgrader says so itself
+        if not names[aid]:
+            continue
+        kind = reason = ""
+        for name in names[aid]:
+            path = Path(folder) / f"{name}.ipynb"
+            if not path.is_file():
+                _, kind, reason = locate(Path(folder), name)
+                if not kind:  # a notebook of that name deeper down: nbgrader looks only in the folder
+                    kind, reason = "misplaced", (f"{name}.ipynb is not directly in the {aid} folder: move it there "
+                                                 "and grade this student again")
+                continue
+            try:
+                read_cells(path)
+            except NotebookError as exc:
+                kind, reason = "unreadable", str(exc).replace(str(path), path.name)
+                continue
+            kind = ""
+            break
+        if kind:
+            out.append((folder, sid, aid, kind, reason))
+    return out
+
+
+def leave_out_ungradable(conv, log=None) -> list[str]:
+    """Warn once per submission without a gradable notebook and drop it from nbgrader's run.
+
+    The student stays on the gradebook's roster (exports show an empty cell, not a 0) and in the
+    class report as "no gradable notebook"; once the notebook is renamed or fixed, the next
+    autograde grades it. Returns the students left out."""
+    import logging
+
+    from nbgrader.api import Gradebook
+
+    from .prefetch import note_no_notebook
+
+    log = log or logging.getLogger("lab_grader")
+    cd = conv.coursedir
+    left = []
+    for folder, sid, aid, kind, reason in ungradable(conv):
+        log.warning(clean(f"{sid}: no gradable notebook ({kind}): {reason}; the other students are graded"))
+        if getattr(conv, "create_student", True):
+            with Gradebook(cd.db_url, cd.course_id) as gb:
+                gb.update_or_create_student(sid)
+        note_no_notebook(aid, sid)
+        del conv.assignments[folder]
+        left.append(sid)
+    return left
+
+
+from nbconvert.exporters import NotebookExporter  # noqa: E402
+
+
+class AutogradeExporter(NotebookExporter):
+    """autograde's exporter (``c.Autograde.exporter_class``). nbgrader builds it after listing the
+    submissions and before it touches any folder, so a submission without a gradable notebook
+    (renamed, unreadable) is left out here: a warning for that student, exit 0 for the class."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        conv = find_converter(self.parent)
+        if conv is not None and isinstance(getattr(conv, "assignments", None), dict):
+            leave_out_ungradable(conv, self.log)
+
+
+from nbgrader.preprocessors import ClearHiddenTests  # noqa: E402
+from traitlets import List  # noqa: E402
+
+
+class FeedbackClearHiddenTests(ClearHiddenTests):
+    """nbgrader's ClearHiddenTests for generate_feedback. The HTML exporter configures every
+    NbConvertBase's ``display_data_priority``; nbgrader's preprocessors declare it without
+    ``config=True``, so traitlets warned "Config option `display_data_priority` not recognized"."""
+
+    display_data_priority = List(NbGraderPreprocessor.display_data_priority.default_value,
+                                 help="Output types in order of preference (set by nbconvert's exporter; "
+                                 "unused here).").tag(config=True)
+
+
+__all__ = ["TrustedGrade", "SanitizeStudentContent", "IsolationError", "AutogradeExporter",
+           "FeedbackClearHiddenTests", "leave_out_ungradable", "ungradable"]
 
 
 from nbgrader.preprocessors import OverwriteCells  # noqa: E402

@@ -168,7 +168,8 @@ class Prefetcher:
         self.pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="lab-grader") if jobs >= 2 else None
         self.futures: dict[str, tuple[str, Future]] = {}
         self.prefetched = 0  # notebooks handed to the pool (what grading ahead costs)
-        self.progress = Progress(len(self.plan), label="graded by nbgrader autograde")
+        early = [sid for sid in _NO_NOTEBOOK.get(assignment, ()) if sid not in {p.student for p in self.plan}]
+        self.progress = Progress(len(self.plan) + len(early), label="graded by nbgrader autograde")
         for sid in _NO_NOTEBOOK.get(assignment, ()):  # found by the hook before the first notebook was graded
             self.progress.step(unreadable=True, who=sid)
         if self.pool is not None:

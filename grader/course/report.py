@@ -1,6 +1,6 @@
 """The class report: one self-contained HTML page (PNGs embedded, also written next to it).
 
-Built from the per-check records (grader/grading/results.py) of ``python -m grader class`` or of an
+Built from the per-check records (grader/course/results.py) of ``python -m grader class`` or of an
 nbgrader course after ``nbgrader autograde`` (``python -m grader report lab321``). Every text
 that comes from a student (ids, file names, messages) is stripped of control characters and
 HTML-escaped.
@@ -17,7 +17,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Optional
 
-from ..grading.results import GRADED, check_columns, exercise_columns
+from .late import late_text, lateness_of, record_final
+from .results import GRADED, check_columns, exercise_columns
 from ..grading.text import clean
 
 
@@ -49,7 +50,8 @@ def summarize(records: list[dict]) -> dict:
     slowest = sorted(graded, key=lambda r: -(r.get("seconds") or 0))[:10]
     return {
         "students": len(records), "graded": len(graded),
-        "totals": {r["student"]: r["total"] for r in graded},
+        "totals": {r["student"]: record_final(r) for r in graded},  # final: less late penalty
+        "late": {r["student"]: r["late"] for r in graded if r.get("late")},
         "max_total": graded[0]["max_total"] if graded else None,
         "exercises": per_ex, "pass_rate": pass_rate,
         "failures": failures.most_common(15),
@@ -120,7 +122,7 @@ def render(records: list[dict], *, title: str, isolation: str, canary: str, runn
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title>"
              f"<style>{CSS}</style></head><body><h1>{esc(title)}</h1>"]
     parts.append(f"<p>{s['graded']} of {s['students']} students graded; "
-                 f"{len(s['no_notebook'])} with no gradable notebook. Isolation: <b>{esc(isolation)}</b>. "
+                 f"{len(s['no_notebook'])} with no gradable notebook; {len(s['late'])} late. Isolation: <b>{esc(isolation)}</b>. "
                  f"{esc(canary[:1].upper() + canary[1:])}. {esc(runner)}</p>"
                  f"<p class=muted>generated {esc(time.strftime('%Y-%m-%d %H:%M'))}</p>")
     parts.append("<h2>Score distribution per exercise</h2>")
@@ -149,11 +151,13 @@ def render(records: list[dict], *, title: str, isolation: str, canary: str, runn
     rows = []
     for r in sorted(records, key=lambda r: r["student"]):
         if r["status"] == GRADED:
-            rows.append([r["student"], f"{r['total']:g}", *[f"{r['exercises'][e]['score']:g}" if e in r["exercises"]
+            rows.append([r["student"], f"{record_final(r):g}", late_text(r.get("late")) or "on time", *[f"{r['exercises'][e]['score']:g}" if e in r["exercises"]
                                                            else "" for e in exs]])
         else:
-            rows.append([r["student"], "no gradable notebook", *["" for _ in exs]])
-    parts.append(_table(["student", "total", *exs], rows, set(range(1, 2 + len(exs)))))
+            rows.append([r["student"], "no gradable notebook", "", *["" for _ in exs]])
+    parts.append("<p class=muted>total: the checks' score less the late penalty (the score every export and the "
+                 "feedback show); the exercise columns are the checks' scores.</p>")
+    parts.append(_table(["student", "total", "late", *exs], rows, {1, *range(3, 3 + len(exs))}))
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -175,19 +179,25 @@ def write_report(records: list[dict], out: Path, *, title: str, isolation: str, 
 
 
 def course_records(root: Path, assignment: str, notebook: str) -> list[dict]:
-    """Records of an nbgrader course after autograde: every student in submitted/ or in the gradebook."""
-    from ..grading.results import locate, missing_record, read_record, SUFFIX
+    """Records of an nbgrader course after autograde: every student in submitted/ or in the gradebook, a graded
+    one with the gradebook's lateness (``"late"``: seconds late and penalty, None when on time)."""
+    from .results import locate, missing_record, read_record, SUFFIX
 
     students = set()
     sub = root / "submitted"
     if sub.is_dir():
         students |= {p.name for p in sub.iterdir() if p.is_dir()}
     db = root / "gradebook.db"
+    late = {}
     if db.is_file():
         from nbgrader.api import Gradebook
 
         with Gradebook(f"sqlite:///{db}") as gb:
             students |= {s.id for s in gb.students}
+            for s in gb.students:
+                for done in s.submissions:
+                    if done.assignment.name == assignment:
+                        late[s.id] = lateness_of(done)
     out = []
     for sid in sorted(students):
         folder = sub / sid / assignment
@@ -199,5 +209,5 @@ def course_records(root: Path, assignment: str, notebook: str) -> list[dict]:
             out.append(missing_record(sid, assignment, notebook, "not graded",
                                       "submitted but not autograded yet: run nbgrader autograde " + assignment))
         else:
-            out.append(rec)
+            out.append({**rec, "late": late.get(sid)})
     return out

@@ -19,17 +19,31 @@ check is one test. The summary has one heading per notebook with that notebook's
 (a Jupyter duplicate, ``lab321-Copy1.ipynb``, is its own notebook). A stub that still raises
 NotImplementedError is reported as "not implemented yet", a cell that does not parse as
 "SYNTAX ERROR in code cell N (line L)", a wrong answer as "wrong on <input>".
+
+A submission is data (grader/studentfiles.py). Before pytest loads any conftest.py, the plugin
+refuses to run when a student's file already has a say in this process (pytest read its
+``pytest.ini``, a submission folder is on ``sys.path`` as ``python -m pytest`` run inside it puts
+it there, or a module was imported from one), and otherwise ignores every other file of a
+submission folder: no conftest.py is loaded when the run touches one (``--noconftest``), and
+nothing but notebooks is collected there. One line says what was ignored or why it refused.
+``./lab check`` never reads a student's config at all: it pins the course's own ini (``-c``) and
+plugin, passes ``--noconftest`` and runs Python with ``-P`` (the current folder is not importable).
+What pytest itself does before any plugin loads stays possible when plain ``pytest`` is pointed
+into one student's folder: it reads that folder's ``pytest.ini``, whose ``addopts`` may load a
+plugin from there (``pythonpath = .``) or turn this plugin off; so check a single submission
+with ``./lab check``.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-REPO_TESTS = Path(__file__).resolve().parent.parent / "tests"
+REPO_TESTS = Path(__file__).resolve().parents[2] / "tests"
 _SESSIONS: dict[Path, object] = {}
 
 
@@ -48,12 +62,91 @@ _TALLY: dict[Path, Tally] = {}  # per notebook, in collection order
 
 
 def _course_root(path: Path) -> Path:
+    """The course whose settings apply: never a folder a student could have sent (a submitted
+    course_config.py is data like the rest of the submission)."""
+    from .. import studentfiles
     from ..config import CONFIG_NAME
 
-    for d in path.parents:
+    for d in studentfiles.trusted_parents(path):
         if (d / CONFIG_NAME).is_file():
             return d
-    return path.parent
+    root = studentfiles.submission_root(path)
+    return root.parent if root is not None else path.parent
+
+
+_IGNORED: list[str] = []  # the line saying which student files this run ignored
+
+
+def _scope(early_config: pytest.Config) -> list[Path]:
+    """The paths this run will look at, as pytest will decide them (arguments, testpaths, or here)."""
+    here = Path(early_config.invocation_params.dir)
+    args = [str(a).split("::")[0] for a in early_config.known_args_namespace.file_or_dir or []]
+    if args:
+        return [here / a for a in args]
+    testpaths = early_config.getini("testpaths")
+    if testpaths:
+        return [Path(early_config.rootpath) / t for t in testpaths]
+    return [here]
+
+
+def _refusal(early_config: pytest.Config) -> str | None:
+    from .. import studentfiles as sf
+
+    here = Path(early_config.invocation_params.dir)
+    how = ("check a submission with `./lab check <notebook>` from the course folder: it uses the "
+           "course's own pytest settings and never reads a student's")
+    ini = early_config.inipath
+    if ini is not None and sf.in_submission(ini):
+        return (f"refusing to self-check: pytest read its settings from {sf.shown([ini], here)}, a file in a "
+                f"student's submission (its options can run the student's code as you); {how}")
+    path = sf.import_path_in_submissions()
+    if path:
+        return (f"refusing to self-check: the submission folder {sf.shown(path, here)} is on Python's import "
+                f"path (`python -m pytest` run inside it puts it there), so any import could run a student's "
+                f"file as you; {how}")
+    ran = sf.imported_from_submissions()
+    if ran:
+        return (f"refusing to self-check: {sf.shown(ran, here)} from a student's submission was imported before "
+                f"the self-check loaded (a student's pytest settings can do that); {how}")
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config, parser, args):
+    """Before any conftest.py: refuse when a student's file already has a say, else ignore them all."""
+    from .. import studentfiles as sf
+
+    why = _refusal(early_config)
+    if why:
+        raise pytest.UsageError(f"self-check: {why}")
+    found, touched = sf.scan(_scope(early_config))
+    if touched:
+        early_config.known_args_namespace.noconftest = True
+    _IGNORED.clear()
+    if found:
+        here = Path(early_config.invocation_params.dir)
+        _IGNORED[:] = [f"self-check: ignored {len(found)} student file(s) that Python or pytest would run as "
+                       f"you (a submission is data: only its notebook is checked, in the sandbox): "
+                       f"{sf.shown(found, here)}"]
+
+
+def pytest_ignore_collect(collection_path, config):
+    """In a submission folder only notebooks are collected (a test_*.py there would run as you)."""
+    from .. import studentfiles as sf
+
+    p = Path(collection_path)
+    if p.suffix != ".ipynb" and not p.is_dir() and sf.in_submission(p):
+        return True
+    return None
+
+
+def pytest_sessionstart(session):
+    tr = session.config.pluginmanager.get_plugin("terminalreporter")
+    for line in _IGNORED:
+        if tr is not None:
+            tr.write_line(line)
+        else:
+            print(line, file=sys.stderr)
 
 
 def _launch(path: Path):

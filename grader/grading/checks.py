@@ -5,7 +5,10 @@ A check receives the student (an object with ``call(name, *args, **kwargs)`` and
 ``get(name)`` that reach the sandbox) and a numpy ``Generator`` seeded from the course's
 hidden seed and the check's name, and raises :class:`Fail` with a student-facing message
 when the behaviour is wrong. Messages name the input class and what was wrong, never a
-hidden input or a hidden expected value.
+hidden input or a hidden expected value. A public check's message is shown as it is; a hidden
+check that fails shows only its fixed :attr:`Check.hidden_failure` (the grader applies that rule
+in ``grader.grading.grade``, whatever the failure), so the details a hidden check computes stay inside
+the grader.
 """
 
 from __future__ import annotations
@@ -44,6 +47,16 @@ class Check:
     what: str  # the input class, shown to students: "identical tensors", "training, custom budgets"
     run: Callable[[Any, np.random.Generator], None]
     lab: str = ""  # the id of the lab whose registry holds it (part of the hidden inputs' seed)
+
+    @property
+    def hidden_failure(self) -> str:
+        """The one text a failed hidden check shows, whatever went wrong: fixed by the grader.
+
+        A hidden check's own :class:`Fail` text, the student's exception, an exit code or a
+        timeout never reach a report: anything the student's code chooses could carry the
+        hidden inputs out (a count of wrong codes, an exception's type, an exit code)."""
+        return (f"your code does not give the reference's result for {self.what}. Hidden checks show no details, "
+                "whatever went wrong; the public checks (the notebook's check cells) show them on their inputs.")
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,12 @@ an exercise's points are the sum of its checks' points). The notebook builder wr
 cells' points from it, the demo and the tests read their totals from it, and nbgrader is
 stopped when a notebook disagrees with its lab (nbgrader's assignment id names the lab):
 
-* ``CheckContract`` (``generate_assignment``): every grade cell of the source notebook must be
-  a declared exercise with the same points, and every exercise must have a grade cell.
+* ``ContractFirstExporter`` (``generate_assignment``, ``c.GenerateAssignment.exporter_class``): every
+  grade cell of each source notebook must be a declared exercise with the same points, and every
+  exercise must have a grade cell. nbgrader builds its exporter after listing the source notebooks
+  and before it removes the previous release (``--force``, or a newer source), so a refused
+  notebook leaves the release students fetch as it was. ``CheckContract`` (a preprocessor) checks
+  the same while the notebook converts, for a course configured without the exporter.
 * ``CheckGradebookContract`` (``autograde``): the same for the gradebook's record of the
   assignment (what nbgrader scores against; a stale gradebook from an older release is refused).
 
@@ -16,13 +20,16 @@ grade cell's points could drift from the checks' (18/22 for a perfect answer).
 
 from __future__ import annotations
 
+import os
 from typing import Iterable
 
+from nbconvert.exporters import NotebookExporter
+from nbgrader.converters.base import NbGraderException
 from nbgrader.preprocessors import NbGraderPreprocessor
 
 
-class ContractError(Exception):
-    """The notebook's grade cells and the registered checks disagree."""
+class ContractError(NbGraderException):
+    """The notebook's grade cells and the registered checks disagree (nbgrader exits 1 on it)."""
 
 
 def problems(grade_cells: Iterable[tuple[str, float]], lab=None) -> list[str]:
@@ -71,6 +78,39 @@ class CheckContract(NbGraderPreprocessor):
         return nb, resources
 
 
+class ContractFirstExporter(NotebookExporter):
+    """generate_assignment's exporter: checks every notebook nbgrader is about to release, before
+    nbgrader removes anything (it builds the exporter between listing the notebooks and clearing the
+    release folder). A refusal is one error naming each notebook and problem; nbgrader exits 1."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        import nbformat
+
+        listed = getattr(self.parent, "assignments", None) or {}
+        bad = []
+        from pathlib import Path
+
+        from .. import config
+        from .labs import get_lab
+
+        for folder in sorted(listed):
+            for path in sorted(listed[folder]):
+                try:
+                    lab = get_lab(os.path.basename(os.path.normpath(folder)), config.find_course_root(Path.cwd()))
+                    found = problems(notebook_grade_cells(nbformat.read(path, as_version=4)), lab)
+                except Exception as exc:  # noqa: BLE001 - an unreadable source notebook is refused too
+                    found = [f"cannot be read: {exc}"]
+                bad += [f"{os.path.normpath(path)}: {p}" for p in found]
+        if bad:
+            release = getattr(getattr(self.parent, "coursedir", None), "release_directory", "the release folder")
+            where = ", ".join(f"{release}/{os.path.basename(os.path.normpath(f))}/" for f in sorted(listed))
+            msg = ("refused: the source notebook does not match the exercise contract, so nothing was released and "
+                   f"the previous release in {where} is unchanged:\n  " + "\n  ".join(bad))
+            self.log.error(msg)
+            raise ContractError(msg)
+
+
 class CheckGradebookContract(NbGraderPreprocessor):
     """autograde: refuse to score against a gradebook whose grade cells disagree with the checks."""
 
@@ -101,4 +141,5 @@ def _lab(resources):
     return get_lab(resources.get("nbgrader", {}).get("assignment", ""), config.find_course_root(Path.cwd()))
 
 
-__all__ = ["CheckContract", "CheckGradebookContract", "ContractError", "check_notebook", "problems"]
+__all__ = ["CheckContract", "CheckGradebookContract", "ContractError", "ContractFirstExporter", "check_notebook",
+           "problems"]

@@ -106,17 +106,27 @@ def grade_cells(cells: list[str], *, label: str = "notebook", exercises: Optiona
                 notes.append(f"code cell {i} raised {c.error.splitlines()[0][:300]}")
         # Public checks first: nothing a hidden call leaves in the notebook's memory or files
         # can reach a public check's message (hidden checks never show the student's text).
+        # From the first hidden call on, every note and message the sandbox makes is a fixed text
+        # (sb.seal): a crash in a chosen cell or an exit code could carry the hidden inputs out.
         todo = [c for ex in wanted for c in groups[ex] if include_hidden or not c.hidden]
-        done = {c.name: run_check(sb, c, settings.hidden_seed)
-                for c in sorted(todo, key=lambda c: c.hidden)}
+        done = {}
+        public_phase = None  # (fatal, restarts) when the first hidden call starts: notes end there
+        for c in sorted(todo, key=lambda c: c.hidden):
+            if c.hidden and public_phase is None:
+                public_phase = (run.fatal, run.restarts)
+                sb.seal()
+            done[c.name] = run_check(sb, c, settings.hidden_seed)
+        # What happened after the first hidden call (a crash, a restart, a fatal stop) is not a
+        # note at all: even a fixed text's presence would be one bit the student's code chose.
+        fatal, restarts = public_phase or (run.fatal, run.restarts)
         results = {}
         for ex in wanted:
             crs = [done[c.name] for c in groups[ex] if c.name in done]
             results[ex] = ExerciseResult(ex, lab.exercises.title(ex), round(sum(c.points for c in crs), 6),
                                          float(sum(c.max_points for c in crs)), crs)
-        if run.fatal and run.fatal not in notes:  # the notebook went bad during the calls
-            notes.insert(0, run.fatal)
-        if run.restarts:
+        if fatal and fatal not in notes:  # the notebook went bad during the public calls
+            notes.insert(0, fatal)
+        if restarts:
             notes.append("the notebook's process was started again after a call or a cell ended it (its cells ran again)")
     total = round(sum(e.score for e in results.values()), 6)
     max_total = float(sum(e.max_score for e in results.values()))
@@ -134,39 +144,34 @@ def run_check(sb: Sandbox, check: Check, seed: str) -> CheckResult:
 
 
 def _run_check_inner(sb: Sandbox, check: Check, seed: str) -> CheckResult:
+    failure = _failure(sb, check, seed)
+    if failure is None:
+        return CheckResult(check.name, True, float(check.points), check.points, check.hidden, "passed")
+    # The rule for every hidden check, whatever went wrong (a wrong value, an exception, a crash, a
+    # timeout, the time budget, an odd form, a stub): one fixed text per check, chosen by the grader.
+    # No count, index, exit code, exception type or hint, since the student's code decides those and
+    # could encode the hidden inputs in them; the public checks give the details on public inputs.
+    message = check.hidden_failure if check.hidden else failure
+    return CheckResult(check.name, False, 0.0, check.points, check.hidden, message)
+
+
+def _failure(sb: Sandbox, check: Check, seed: str) -> Optional[str]:
+    """Run ``check``: None if it passed, else what went wrong (shown for public checks only)."""
     try:
         check.run(sb, rng_for(seed, check))
     except EnvironmentFault:
         raise
     except BudgetExceeded as exc:
-        return CheckResult(check.name, False, 0.0, check.points, check.hidden,
-                           f"not run: {exc} (cells that sleep or loop, or slow calls, use it up)")
+        return f"not run: {exc} (cells that sleep or loop, or slow calls, use it up)"
     except Fail as exc:
-        return CheckResult(check.name, False, 0.0, check.points, check.hidden, str(exc))
+        return str(exc)
     except StudentError as exc:
-        text = str(exc)
-        kind = exc.kind if _is_builtin_exception(exc.kind) else "an exception of its own class"
         if exc.kind == "NotImplementedError" or (exc.kind == "NameError" and not exc.from_student):
-            msg = f"not implemented yet ({exc.kind}): fill in the stub, run the cell, and save the notebook"
-        elif check.hidden and exc.from_student:
-            msg = (f"calling your code on {check.what} raised {kind} (the message is not shown for hidden "
-                   "checks; the public checks and the notebook's check cells show it on their inputs)")
-        elif check.hidden:
-            msg = f"calling your code on {check.what} failed: {exc.hidden_text or text}"
-        else:
-            msg = f"calling your code on {check.what} failed: {' '.join(text.split())}"  # one line: no fake [PASS]
-        return CheckResult(check.name, False, 0.0, check.points, check.hidden, msg)
+            return f"not implemented yet ({exc.kind}): fill in the stub, run the cell, and save the notebook"
+        return f"calling your code on {check.what} failed: {' '.join(str(exc).split())}"  # one line: no fake [PASS]
     except Exception as exc:  # noqa: BLE001 - odd data from the student that slipped past validation
-        msg = f"your answer for {check.what} has an unexpected form ({type(exc).__name__}); see the exercise's instructions"
-        return CheckResult(check.name, False, 0.0, check.points, check.hidden, msg)
-    return CheckResult(check.name, True, float(check.points), check.points, check.hidden, "passed")
-
-
-def _is_builtin_exception(name: str) -> bool:
-    import builtins
-
-    obj = getattr(builtins, name, None) if name.isidentifier() else None
-    return isinstance(obj, type) and issubclass(obj, BaseException)
+        return f"your answer for {check.what} has an unexpected form ({type(exc).__name__}); see the exercise's instructions"
+    return None
 
 
 def grade_path(path: Path, **kwargs: Any) -> Report:

@@ -6,8 +6,9 @@ memory) forks a *keeper* per notebook, which gives the notebook process a privat
 cgroup, namespaces and rlimits, and kills every process it leaves behind (see
 ``worker_src.py``). Calls run inside the notebook process, so CUDA works; a crash, exit,
 timeout or memory bomb ends that process and the next call gets a fresh one (the cells run
-again). Only length-prefixed JSON crosses back, read with deadlines and size caps;
-:func:`decode` turns it into numbers, strings, lists, dicts and numpy arrays and nothing else.
+again). Only length-prefixed JSON crosses back, read with deadlines, per-op size caps and shape
+checks before it is parsed; :func:`decode` turns it into numbers, strings, lists, dicts and numpy
+arrays and nothing else.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import base64
 import fcntl
 import json
 import os
+import re
 import select
 import shutil
 import site
@@ -38,9 +40,27 @@ from ..grading.text import clean
 
 LEVELS = ("none", "process", "namespaces")  # weakest to strongest
 WORKER_SOURCE = (Path(__file__).with_name("worker_src.py")).read_text()
-MAX_FRAME = 64 << 20  # the cells' outputs
-MAX_RESULT = 8 << 20  # one call's reply
-MAX_CONTAINERS = 200_000  # lists and dicts in one reply: parsing more would cost the grader seconds and GBs
+# Every frame a notebook process sends is untrusted bytes: its size, its op and its shape are
+# checked before it is parsed, whatever its op, so that parsing one costs the grader a bounded
+# time and memory (the notebook may write its own frames into the channel).
+MAX_FRAME = 8 << 20  # "ran": the cells' outputs (the worker shortens them to fit)
+MAX_RESULT = 8 << 20  # "result": one call's reply
+MAX_CONTROL = 64 << 10  # "hello", "setup-failed" and the keeper's status frames
+MAX_PROGRESS = 4 << 10  # "cell": which code cell runs now (an index; a real one is ~25 bytes)
+# Values, keys and containers in one frame. Each costs the parser 30-70 bytes for 2-3 bytes of
+# input (an empty list ~70): uncapped, an 8 MiB frame of "[]," held the GIL for 11 s, a 60 MiB
+# one for 24 s and 2.4 GiB. The checks' inputs have a few thousand elements: a real reply has fewer.
+MAX_ITEMS = 250_000
+# What parsing one frame can make a sandbox's reader hold at once: the buffer and the body (2 x
+# MAX_FRAME + a 1 MiB read), the text json decodes (MAX_FRAME: frames are ASCII), its strings (up
+# to 4 x MAX_FRAME: one astral escape widens a whole string) and MAX_ITEMS objects (< 24 MiB).
+# Measured worst case (benchmarks/bench_channel.py): ~50 MiB beside the buffer. One sandbox parses
+# one frame at a time, so grading J notebooks in parallel adds at most J x this.
+PARSE_MEMORY_BOUND = 7 * MAX_FRAME + (32 << 20)  # 88 MiB
+# Bytes of "ran" and "result" frames one notebook may have parsed over its whole grading (an honest
+# one: well under 1 MiB). The largest frame holds the GIL for ~0.1-0.2 s, so a notebook that sends
+# nothing but the largest frames costs the grader's other threads at most ~1-2 s all told.
+MAX_PARSED = 8 * MAX_FRAME
 # What the notebook process needs; a grading environment without one of them is broken
 # (an environment fault for the TA, never a student's zero).
 WORKER_IMPORTS = ("numpy", "torch", "IPython", "traitlets", "matplotlib")
@@ -60,6 +80,12 @@ class Limits:
     cpus: float = 1.0  # CPU time for the notebook's whole tree (cgroup): a class graded side by side shares fairly
     file_bytes: int = 64 << 20
     max_output: int = 20_000  # characters of stdout/stderr kept per cell
+
+
+# What the sandbox says once hidden checks have started (Sandbox.seal), instead of any detail.
+SEALED = "details are not shown once hidden checks have started"
+SEALED_FATAL = ("the notebook's process could not run its cells again after a call ended it; the remaining "
+                f"checks were not run ({SEALED})")
 
 
 class EnvironmentFault(Exception):
@@ -250,37 +276,84 @@ def _sweep_stale_dirs() -> None:
             continue
 
 
-class Channel:
-    """Length-prefixed JSON frames on a non-blocking fd; linear buffering, size cap, deadlines."""
+# What each phase of a notebook process may send: op -> the largest frame of that op. Any other
+# op, a larger frame, or a frame whose op is not its first key, is garbage.
+HELLO_FRAMES = {"hello": MAX_CONTROL, "setup-failed": MAX_CONTROL}
+CELL_FRAMES = {"cell": MAX_PROGRESS, "ran": MAX_FRAME}
+CALL_FRAMES = {"result": MAX_RESULT}
+STATUS_FRAMES = {"started": MAX_CONTROL, "failed": MAX_CONTROL, "exit": MAX_CONTROL}
+_OP = re.compile(rb'\{"op": "([a-z-]{1,20})"')  # how the worker's json.dumps starts every frame
+_OP_PREFIX = 32  # bytes of a body that show its op
+_STRUCTURE = b'"[{,:'
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in _STRUCTURE)
 
-    def __init__(self, fd: int):
+
+def shape_ok(body: bytes) -> bool:
+    """Whether parsing ``body`` makes at most MAX_ITEMS values, keys and containers (C speed, no parse).
+
+    Brackets, braces, commas and colons counted over the whole body are an upper bound; only
+    when that is over the cap are the ones inside strings (an honest output may print many)
+    left out."""
+    t = body.translate(None, _NOT_STRUCTURE)
+    if len(t) - t.count(b'"') <= MAX_ITEMS:
+        return True
+    if b"\\" in body:  # escapes first, as JSON reads them left to right: then every quote delimits a string
+        t = body.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _NOT_STRUCTURE)
+    if t.count(b'"') > 2 * MAX_ITEMS:  # more strings than items allowed
+        return False
+    return sum(map(len, t.split(b'"')[::2])) <= MAX_ITEMS  # what lies outside the strings
+
+
+def parse_frame(body: bytes, op: str) -> Optional[dict]:
+    """The frame as a dict whose "op" is ``op``; None for anything else (garbage)."""
+    if not body.isascii() or not shape_ok(body):  # the worker writes ASCII (json.dumps' default)
+        return None
+    try:
+        obj = json.loads(body.decode("ascii"))
+    except Exception:  # noqa: BLE001 - broken, or nested past the recursion limit
+        return None
+    return obj if isinstance(obj, dict) and obj.get("op") == op else None  # a repeated "op" key: the last wins
+
+
+class Channel:
+    """Length-prefixed JSON frames on a non-blocking fd: deadlines, linear buffering, and every
+    frame's size, op and shape checked before it is parsed. Garbage marks the channel corrupt."""
+
+    def __init__(self, fd: int, allowance: Optional[list[int]] = None):
         self.fd = fd
         os.set_blocking(fd, False)
         self.buf = bytearray()
         self.corrupt = False
         self.eof = False
+        self.allowance = allowance  # [bytes of "ran" and "result" frames the notebook may still send]
 
-    def recv(self, deadline: float, limit: int = MAX_FRAME) -> Optional[dict]:
-        """The next frame that is a JSON object; None on EOF, garbage or deadline."""
-        while True:
+    def recv(self, deadline: float, allowed: dict[str, int]) -> Optional[dict]:
+        """The next frame, if it is one of ``allowed`` (op -> largest size); None on EOF, garbage
+        (and from then on) or deadline."""
+        largest = max(allowed.values())
+        while not self.corrupt:
             if len(self.buf) >= 4:
                 (n,) = struct.unpack_from("<I", self.buf)
-                if n > limit:
+                if n > largest:
                     self.corrupt = True
-                    return None
-                if len(self.buf) >= 4 + n:
-                    body = bytes(self.buf[4:4 + n])
-                    del self.buf[:4 + n]
-                    if limit <= MAX_RESULT and body.count(b"[") + body.count(b"{") > MAX_CONTAINERS:
+                    break
+                if len(self.buf) >= 4 + min(n, _OP_PREFIX):  # refused as soon as its first bytes show its op
+                    m = _OP.match(self.buf, 4, 4 + min(n, _OP_PREFIX))
+                    op = m.group(1).decode() if m else ""
+                    charged = self.allowance is not None and op in ("ran", "result")
+                    if n > allowed.get(op, -1) or (charged and n > self.allowance[0]):
                         self.corrupt = True
-                        return None
-                    try:
-                        obj = json.loads(body)
-                    except Exception:  # noqa: BLE001 - broken, or nested past the recursion limit
-                        continue  # a broken frame: skip it
-                    if isinstance(obj, dict):
+                        break
+                    if len(self.buf) >= 4 + n:
+                        body = bytes(self.buf[4:4 + n])
+                        del self.buf[:4 + n]
+                        if charged:
+                            self.allowance[0] -= n
+                        obj = parse_frame(body, op)
+                        if obj is None:
+                            self.corrupt = True
+                            break
                         return obj
-                    continue
             if self.eof:
                 return None
             left = deadline - time.monotonic()
@@ -299,6 +372,8 @@ class Channel:
                 self.eof = True
                 continue
             self.buf += chunk
+        self.buf = bytearray()  # nothing more from this process is read
+        return None
 
 
 def frame(obj: Any) -> bytes:
@@ -406,7 +481,7 @@ def _close_zygotes() -> None:
 class _Process:
     """One notebook process and its keeper, seen from the grader."""
 
-    def __init__(self, spec: dict, imports: Optional[tuple[str, ...]]):
+    def __init__(self, spec: dict, imports: Optional[tuple[str, ...]], allowance: Optional[list[int]] = None):
         req_r, req_w = os.pipe()
         rep_r, rep_w = os.pipe()
         ctl_r, ctl_w = os.pipe()
@@ -431,7 +506,7 @@ class _Process:
                 os.close(fd)
         self.req_w, self.ctl_w = req_w, ctl_w
         os.set_blocking(req_w, False)
-        self.rep = Channel(rep_r)
+        self.rep = Channel(rep_r, allowance)
         self.status = Channel(st_r)
         self.pending = memoryview(b"")
         self.exit: Optional[dict] = None
@@ -453,7 +528,8 @@ class _Process:
 
     def wait_started(self, timeout: float = 60) -> dict:
         if self.started is None:
-            self.started = self.status.recv(time.monotonic() + timeout) or {"op": "failed", "why": "no answer"}
+            self.started = (self.status.recv(time.monotonic() + timeout, STATUS_FRAMES)
+                            or {"op": "failed", "why": "no answer"})
         return self.started
 
     def wait_exit(self, timeout: float = 10) -> dict:
@@ -461,7 +537,7 @@ class _Process:
         if self.exit is None:
             deadline = time.monotonic() + timeout
             while self.exit is None:
-                msg = self.status.recv(deadline)
+                msg = self.status.recv(deadline, STATUS_FRAMES)
                 if msg is None:
                     self.exit = {"op": "exit", "status": None, "oom": False}
                 elif msg.get("op") in ("exit", "failed"):
@@ -514,6 +590,8 @@ class Sandbox:
         self._skip: dict[str, str] = {}  # code cell index -> why it was skipped (it ended the process)
         self._crashes: dict[str, int] = {}  # function -> how many times a call ended the process
         self.deadline: Optional[float] = None  # the notebook's time budget ends here (set at launch)
+        self._allowance = [MAX_PARSED]  # shared by every notebook process of this sandbox
+        self.sealed = False  # hidden calls have started: every text from here on is a fixed one (see seal())
 
     # -- lifecycle ---------------------------------------------------------------------
     def __enter__(self) -> "Sandbox":
@@ -551,7 +629,7 @@ class Sandbox:
         """Start a notebook process and hand it the cells; return at once (see :meth:`wait_ready`)."""
         if self.deadline is None:
             self.deadline = time.monotonic() + self.limits.notebook_budget
-        self.proc = _Process(self._spec(), self.imports)
+        self.proc = _Process(self._spec(), self.imports, self._allowance)
         self._ready = False
         self.proc.send({"op": "run", "cells": self.cells, "skip": self._skip}, time.monotonic())  # rest: wait_ready
 
@@ -570,7 +648,7 @@ class Sandbox:
                        f"cells ran ({why})")
                 cell = None
             if cell is None or self.run.restarts >= MAX_RESTARTS:
-                self.run.fatal = why
+                self.run.fatal = SEALED_FATAL if self.sealed else why
                 if not self.run.cells:
                     self.run.cells = [CellResult(error="not run") for _ in self.cells]
                 break
@@ -585,7 +663,7 @@ class Sandbox:
         lim = self.limits
         proc = self.proc
         started = proc.wait_started()
-        hello = proc.rep.recv(time.monotonic() + 60) if started.get("op") == "started" else None
+        hello = proc.rep.recv(time.monotonic() + 60, HELLO_FRAMES) if started.get("op") == "started" else None
         if not hello or hello.get("op") != "hello":
             why = (started.get("why") if started.get("op") == "failed"
                    else (hello or {}).get("why") if (hello or {}).get("op") == "setup-failed"
@@ -601,31 +679,50 @@ class Sandbox:
         self.run.level = hello.get("level") if hello.get("level") in LEVELS else "none"
         self.run.detail = "; ".join(x for x in (self._fell_back, str(hello.get("detail", ""))) if x)
         deadline = min(time.monotonic() + lim.notebook_timeout + 10, self.deadline)
-        cell = None
+        # The worker says "cell i" before each code cell it runs, in order, skipping the skipped
+        # ones, then "ran". Any other index is forged (it would be shown, stored and sent back):
+        # garbage, blamed on the cell running when it came.
+        expected = [i for i in range(len(self.cells)) if str(i) not in self._skip]
+        cell, seen = None, 0
         while True:
-            msg = proc.rep.recv(deadline) if proc.flush(deadline) else None
-            if msg is not None and msg.get("op") == "cell" and isinstance(msg.get("i"), int):
-                cell = msg["i"]
-                continue
-            break
+            msg = proc.rep.recv(deadline, CELL_FRAMES) if proc.flush(deadline) else None
+            if msg is None or msg.get("op") != "cell":
+                break
+            i = msg.get("i")
+            if type(i) is not int or seen >= len(expected) or i != expected[seen] or len(msg) != 2:
+                proc.rep.corrupt = True
+                msg = None
+                break
+            cell, seen = i, seen + 1
         # (after hello, student code has run: a "setup-failed" now is forged, i.e. garbage)
-        ok = msg is not None and msg.get("op") == "ran" and isinstance(msg.get("cells"), list)
-        if not ok:
+        cells = self._ran_cells(msg) if msg is not None and seen == len(expected) else None
+        if cells is None:
             if msg is not None:
                 proc.rep.corrupt = True
-            where = f"while running code cell {cell + 1}" if cell is not None else "while running the notebook's cells"
+            where = (f"while running code cell {cell + 1}" if cell is not None and not self.sealed
+                     else "while running the notebook's cells")
             return cell, self._death_reason(where, lim.notebook_timeout + 10)
-        cells = []
-        for c in msg["cells"][: len(self.cells)]:
-            c = c if isinstance(c, dict) else {}
-            cells.append(CellResult(clean(str(c.get("stdout", ""))[: lim.max_output]),
-                                    clean(str(c.get("stderr", ""))[: lim.max_output]),
-                                    None if c.get("error") is None else clean(str(c.get("error"))[:2000])))
         if not self.run.cells:  # the first complete run's outputs are the notebook's; restarts re-create state
             self.run.cells = cells
-            names = msg.get("names") if isinstance(msg.get("names"), list) else []
-            self.run.names = [clean(n)[:200] for n in names if isinstance(n, str)][:10_000]
+            self.run.names = [clean(n)[:200] for n in msg["names"]][:10_000]
         return None
+
+    def _ran_cells(self, msg: dict) -> Optional[list[CellResult]]:
+        """The cells' outputs of a "ran" frame; None if it is not what the worker sends (one dict
+        of strings per code cell, names as strings)."""
+        lim = self.limits
+        cells, names = msg.get("cells"), msg.get("names")
+        if (not isinstance(cells, list) or len(cells) != len(self.cells) or not isinstance(names, list)
+                or not all(isinstance(n, str) for n in names)):
+            return None
+        out = []
+        for c in cells:
+            if not isinstance(c, dict) or not all(isinstance(c.get(k), str) for k in ("stdout", "stderr")) \
+                    or not isinstance(c.get("error"), (str, type(None))):
+                return None
+            out.append(CellResult(clean(c["stdout"][: lim.max_output]), clean(c["stderr"][: lim.max_output]),
+                                  None if c["error"] is None else clean(c["error"][:2000])))
+        return out
 
     def close(self) -> None:
         if self.proc is not None:
@@ -636,6 +733,13 @@ class Sandbox:
             self._tmp = None
 
     # -- calls -------------------------------------------------------------------------
+    def seal(self) -> None:
+        """Hidden checks start now: from here on every text this sandbox makes (why a call
+        failed, why the notebook stopped, which cell ended it) is a fixed text. Whatever happens
+        after a hidden call (a crash in a chosen cell, an exit code, a student's message) could
+        carry the hidden inputs out through a number or a word the student chose."""
+        self.sealed = True
+
     def call(self, name: str, *args: Any, timeout: Optional[float] = None, **kwargs: Any) -> Any:
         """Call the student's ``name(*args, **kwargs)``; return plain data or raise StudentError."""
         return self._request("call", name, args, kwargs, timeout)
@@ -647,7 +751,7 @@ class Sandbox:
     def _fresh_process(self) -> None:
         """The last call ended the notebook process: start another (the cells run again)."""
         if self.run.restarts >= MAX_RESTARTS:
-            self.run.fatal = (f"the notebook's process was ended {self.run.restarts + 1} times by its own code; "
+            self.run.fatal = (f"the notebook's process was ended {MAX_RESTARTS + 1} times by its own code; "
                               "the remaining checks were not run")
             raise StudentError(self.run.fatal)
         self.proc.close()
@@ -662,9 +766,19 @@ class Sandbox:
     def budget_left(self) -> float:
         return float("inf") if self.deadline is None else self.deadline - time.monotonic()
 
-    def _check_budget(self) -> None:
-        if self.budget_left() <= 0:
+    def _check_budget(self, spent: bool = False) -> None:
+        if spent or self.budget_left() <= 0:
             raise BudgetExceeded(f"the notebook's time budget of {self.limits.notebook_budget:g} s is used up")
+
+    def _failed(self, name: str, since: float) -> None:
+        """A call to ``name`` ended the process or used up its timeout: count it against ``name``
+        and not against the notebook's budget. After MAX_CRASHES_PER_FUNCTION such calls ``name``
+        is not called again, so they cost the grader at most MAX_CRASHES_PER_FUNCTION x (timeout
+        + a few seconds) per function the checks call (names the grader chose), and a loop in one
+        exercise never takes the time of another."""
+        self._crashes[name] = self._crashes.get(name, 0) + 1
+        if self.deadline is not None:
+            self.deadline += time.monotonic() - since
 
     def _request(self, op, name, args, kwargs, timeout):
         self._check_budget()
@@ -674,40 +788,51 @@ class Sandbox:
         if self.run.fatal:
             raise StudentError(self.run.fatal)
         if self._crashes.get(name, 0) >= MAX_CRASHES_PER_FUNCTION:
-            raise StudentError(f"{name}() ended the notebook's process {self._crashes[name]} times; it was not "
-                               "called again")
+            raise StudentError(f"{name}() ended the notebook's process or ran out of time "
+                               f"{MAX_CRASHES_PER_FUNCTION} times; it was not called again")
         if self.proc.rep.eof or self.proc.rep.corrupt or self.proc.exit is not None:
             self._fresh_process()
         self._check_budget()
-        timeout = min(float(timeout or self.limits.call_timeout), max(0.1, self.budget_left()))
+        wanted = float(timeout or self.limits.call_timeout)
+        timeout = min(wanted, max(0.1, self.budget_left()))
+        by_budget = timeout < wanted  # if this call times out, the budget ran out, not the function's time
         self._next_id += 1
         rid = self._next_id
-        deadline = time.monotonic() + timeout + 3
+        since = time.monotonic()
+        deadline = since + timeout + 3
         payload = {"op": op, "id": rid, "name": name, "args": encode_arg(list(args)),
                    "kwargs": encode_arg(kwargs), "timeout": timeout}
         reply = None
         if self.proc.send(payload, deadline):
-            while True:
-                reply = self.proc.rep.recv(deadline, MAX_RESULT)
-                if reply is None or (reply.get("op") == "result" and reply.get("id") == rid):
-                    break  # anything else is noise the student's code wrote to our pipe
+            reply = self.proc.rep.recv(deadline, CALL_FRAMES)
+            if reply is not None and (reply.get("id") != rid or type(reply.get("ok")) is not bool):
+                self.proc.rep.corrupt = True  # an id the grader did not send: forged, i.e. garbage
+                reply = None
         if reply is None:
-            self._crashes[name] = self._crashes.get(name, 0) + 1
-            raise StudentError(self._death_reason(f"during the call to {name}()", timeout),
-                               hidden_text=f"the notebook's process ended or was stopped during the call to {name}() "
-                                           "(details are not shown for hidden checks)")
+            hung = not (self.proc.rep.eof or self.proc.rep.corrupt)
+            why = self._death_reason(f"during the call to {name}()", timeout)  # stops the process
+            if hung and by_budget:
+                self._check_budget(spent=True)
+            self._failed(name, since)
+            raise StudentError(why, hidden_text=f"the notebook's process ended or was stopped during the call to "
+                                                f"{name}() (details are not shown for hidden checks)")
         if reply.get("ok") is not True:
             code = reply.get("code")
+            if code == "timeout":
+                if by_budget:
+                    self._check_budget(spent=True)
+                self._failed(name, since)
             if code == "exception":
                 kind = clean(str(reply.get("type", "Exception")))[:100]
-                raise StudentError(clean(str(reply.get("error", kind))[:2000]), from_student=True, kind=kind)
+                text = SEALED if self.sealed else clean(str(reply.get("error", kind))[:2000])
+                raise StudentError(text, from_student=True, kind=kind)
             text = {"timeout": f"TimeoutError: the call ran longer than {timeout:g} s",
                     "memory": "MemoryError: the call ran out of memory",
                     "undefined": f"NameError: {name} is not defined after running the notebook",
                     "unsendable": f"the result could not be sent back (larger than {MAX_RESULT >> 20} MiB, or not "
                                   "plain data)"}.get(code, "the call failed")
             kind = text.split(":")[0] if ":" in text else ""
-            raise StudentError(text, kind=kind)
+            raise StudentError(text, kind=kind, hidden_text=text)
         try:
             return decode(reply.get("value"))
         except Exception:  # noqa: BLE001 - anything odd in the reply
@@ -732,6 +857,10 @@ class Sandbox:
     def _death_reason(self, when: str, timeout: float) -> str:
         """The notebook process is gone or gone bad: stop it and say why."""
         proc = self.proc
+        if self.sealed:
+            proc.kill()
+            proc.wait_exit()
+            return f"the notebook's process ended or was stopped {when} ({SEALED})"
         if proc.rep.corrupt:
             proc.kill()
             proc.wait_exit()

@@ -30,6 +30,9 @@ Protocols (length-prefixed JSON frames, plain data only):
   grader -> notebook {"op": "call"|"get", "id": n, "name": str, "args", "kwargs", "timeout": s}
   notebook -> grader {"op": "result", "id": n, "ok": bool, "value": data | "error": str}
 Arrays cross as {"__array__": [dtype, shape, base64 bytes]}, non-finite floats as {"__float__": ...}.
+Every frame is ASCII JSON whose first key is "op" (the grader checks an op's size cap from a frame's
+first bytes, before reading or parsing it); the notebook also says {"op": "cell", "i": n} before each
+code cell it runs.
 """
 
 import base64
@@ -38,6 +41,7 @@ import fcntl
 import io
 import gc
 import json
+import errno
 import os
 import resource
 import select
@@ -48,8 +52,10 @@ import sys
 import time
 import traceback
 
-MAX_FRAME = 64 << 20
+MAX_FRAME = 64 << 20  # what the grader sends (the cells' sources, a call's arguments)
+MAX_RAN = 8 << 20  # the "ran" frame: the cells' outputs are shortened to fit (the grader refuses larger)
 MAX_RESULT = 8 << 20  # a call's reply: the checks need a few numbers, dicts and small arrays
+MAX_NAMES = 10_000  # global names reported after the cells ran
 UID_BASE, UID_SLOTS = 1_500_000_000, 4096  # private uids for sandboxes (root only)
 UID_LOCKS = "/run/lab-grader-uids"
 DEVICE = "cpu"  # where argument tensors are placed (device-check grades on "cuda" too)
@@ -549,7 +555,14 @@ def build_root(libc, spec):
                          ("stderr", "/proc/self/fd/2")):
         os.symlink(target, f"{new}/dev/{name}")
     if os.path.isdir("/sys"):  # sysfs alone: not the cgroup or other filesystems mounted below it
-        _bind(libc, "/sys", new + "/sys", recursive=False)
+        try:
+            _bind(libc, "/sys", new + "/sys", recursive=False)
+        except OSError as exc:
+            # In a user namespace (a non-root grader) the kernel locks the mounts below /sys to it:
+            # binding /sys alone is EINVAL. Bind it with them; _bind makes each one read-only.
+            if exc.errno != errno.EINVAL:
+                raise
+            _bind(libc, "/sys", new + "/sys", recursive=True)
     os.makedirs(new + "/proc", exist_ok=True)
     _mount(libc, "proc", new + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     os.chdir(new)
@@ -921,7 +934,7 @@ def run_cells(shell, cells, cell_timeout, max_output, skip, progress):
             restore_builtins()
         results.append({"stdout": out.getvalue()[:max_output], "stderr": err.getvalue()[:max_output],
                         "error": None if error is None else error[:2000]})
-    names = sorted(k for k in shell.user_ns if not k.startswith("_"))
+    names = sorted(k for k in shell.user_ns if isinstance(k, str) and not k.startswith("_"))
     return shell.user_ns, results, names
 
 
@@ -981,19 +994,32 @@ def _encoded(value):
         return {"ok": False, "code": "unsendable"}
 
 
+def ran_frame(results, names):
+    """The "ran" message, its outputs shortened until it fits MAX_RAN (a notebook of thousands of
+    chatty cells would otherwise be refused whole)."""
+    names = [n[:200] for n in names[:MAX_NAMES]]
+    keep = max((len(r[k] or "") for r in results for k in ("stdout", "stderr", "error")), default=0)
+    while True:
+        msg = {"op": "ran", "cells": [{k: r[k] if r[k] is None or len(r[k]) <= keep
+                                       else r[k][:keep] + "\n... (output shortened: the notebook printed too much)"
+                                       for k in ("stdout", "stderr", "error")} for r in results], "names": names}
+        if keep == 0 or len(json.dumps(msg)) <= MAX_RAN:
+            return msg
+        keep //= 4
+
+
 def serve(spec, req_fd, rep_fd, shell):
     req = recv(req_fd)
     if not req or req.get("op") != "run":
         os._exit(3)
     ns, results, names = run_cells(shell, req["cells"], spec["cell_timeout"], spec["max_output"],
                                    req.get("skip") or {}, lambda i: send(rep_fd, {"op": "cell", "i": i}))
-    send(rep_fd, {"op": "ran", "cells": results, "names": names})
+    send(rep_fd, ran_frame(results, names))
     while True:
         req = recv(req_fd)
         if req is None or req.get("op") == "bye":
             os._exit(0)
-        reply = call(ns, req)
-        reply.update({"op": "result", "id": req.get("id")})
+        reply = {"op": "result", "id": req.get("id"), **call(ns, req)}  # "op" first: the grader reads it first
         try:
             data = json.dumps(reply)
         except (TypeError, ValueError):

@@ -7,8 +7,8 @@ ties to even, saturating (beyond 448 and +-inf give +-448), NaN gives a NaN code
 per 16 elements) and the FP32 per-tensor scale, exactly as ``reference.quantize(x, "nvfp4")``.
 Element codes inside a NaN block are not compared (the block decodes to NaN whatever they are).
 
-Public checks show the first differing element and its input; hidden checks show only the
-kind of input where the first difference is (a tie, a subnormal, beyond 448, ...).
+Public checks show the first differing element and its input; a failed hidden check shows only
+its fixed text (:attr:`grader.grading.checks.Check.hidden_failure`), never a count or a position.
 """
 
 from __future__ import annotations

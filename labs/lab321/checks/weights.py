@@ -12,7 +12,8 @@ moments, within 0.1% (or 0.001 for values near 0) of ``reference.weights.excess_
 
 Public checks use a hand-made tensor and the MiniLM layer :data:`PUBLIC_LAYER`; hidden checks use
 other layers (always the outlier layer, kurtosis ~1582, and one layer drawn from the hidden seed)
-and synthetic tensors. Hidden messages name the kind of input, never the layer or a value.
+and synthetic tensors. A failed hidden check shows only its fixed text, never the layer, a value
+or the likely mistake (the public checks name the mistake).
 ``int8_per_channel`` gets some rows of a layer (every 4th, or 64 drawn from the seed, always with the
 row of the layer's largest weight): it works row by row, and the calls send a fraction of the data.
 ``excess_kurtosis`` gets whole layers (one way: it returns a number).

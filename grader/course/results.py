@@ -9,7 +9,10 @@ One JSON record per student (``<notebook>.checks.json`` next to the autograded n
          {"name": "snr_known_value", "passed": false, "points": 0, "max_points": 1,
           "hidden": false, "message": "..."}, ...]}, ...}, "notes": [...]}
 
-or, for a student with no gradable notebook, ``"status": "no gradable notebook"`` with
+An nbgrader course's records (grader/report.py ``course_records``) also carry the gradebook's
+``"late": {"seconds_late", "penalty"}`` (None when on time); tables show ``grader.course.late.record_final``.
+
+Or, for a student with no gradable notebook, ``"status": "no gradable notebook"`` with
 ``"kind"`` (missing, renamed, unreadable) and ``"reason"``; such a student is never a graded 0.
 Messages are the grader's (hidden checks never show a hidden input) with control characters
 stripped.
@@ -24,8 +27,9 @@ import time
 from pathlib import Path
 from typing import Iterable, Optional
 
-from .grade import Report
-from .text import clean
+from ..grading.grade import Report
+from .late import late_text, record_final
+from ..grading.text import clean
 
 GRADED = "graded"
 NO_NOTEBOOK = "no gradable notebook"
@@ -100,18 +104,21 @@ def _num(v) -> str:
 
 
 def write_class_csv(records: list[dict], path: Path) -> Path:
-    """One row per student: status, total, every exercise's score, every check's points (empty: no notebook)."""
+    """One row per student: status, total (final: less late penalty), late penalty and hours, every exercise's
+    score, every check's points (empty: no notebook)."""
     records = sorted(records, key=lambda r: r["student"])
     exs, checks = exercise_columns(records), check_columns(records)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["student", "status", "total", "max_total", *[e for e, _ in exs], *[c for _, c, _, _ in checks],
-                    "seconds", "reason"])
+        w.writerow(["student", "status", "total", "max_total", "late_penalty", "hours_late", *[e for e, _ in exs],
+                    *[c for _, c, _, _ in checks], "seconds", "reason"])
         for r in records:
             pts = {c["name"]: c["points"] for e in r.get("exercises", {}).values() for c in e["checks"]}
             ex_scores = r.get("exercises", {})
-            w.writerow([clean(r["student"]), r["status"], _num(r.get("total")), _num(r.get("max_total")),
+            late = r.get("late") or {}  # total: the final score, checks' score less late penalty (grader/late.py)
+            w.writerow([clean(r["student"]), r["status"], _num(record_final(r)), _num(r.get("max_total")),
+                        _num(late.get("penalty")), "" if not late else f"{late['seconds_late'] / 3600:.2f}",
                         *[_num(ex_scores[e]["score"]) if e in ex_scores else "" for e, _ in exs],
                         *[_num(pts.get(c)) for _, c, _, _ in checks],
                         _num(r.get("seconds")), r.get("reason", "")])
@@ -119,7 +126,8 @@ def write_class_csv(records: list[dict], path: Path) -> Path:
 
 
 def write_checks_csv(records: list[dict], path: Path) -> Path:
-    """Long form: one row per student and check (a student with no gradable notebook: one row, empty)."""
+    """Long form: one row per student and check, and a ``late_penalty`` row (negative points) for a late student
+    (a student with no gradable notebook: one row, empty)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
@@ -133,6 +141,9 @@ def write_checks_csv(records: list[dict], path: Path) -> Path:
                 for c in e["checks"]:
                     w.writerow([clean(r["student"]), r["assignment"], ex, c["name"], int(c["hidden"]),
                                 int(c["passed"]), _num(c["points"]), _num(c["max_points"]), c["message"]])
+            if r.get("late"):  # the points of a student's rows add up to the final score
+                w.writerow([clean(r["student"]), r["assignment"], "", "late_penalty", 0, 0, _num(-r["late"]["penalty"]),
+                            0, late_text(r["late"])])
     return path
 
 
@@ -141,7 +152,7 @@ def locate(folder: Path, notebook: str) -> tuple[Optional[Path], str, str]:
 
     ``kind`` is "missing" (no notebook at all), "renamed" (a notebook under another name, e.g.
     "lab321 (1).ipynb" from a second download) or "unreadable" (not a notebook we can read)."""
-    from .nbfile import NotebookError, read_cells
+    from ..grading.nbfile import NotebookError, read_cells
 
     want = f"{notebook}.ipynb"
     found = None
