@@ -60,7 +60,7 @@ def test_model_solution_passes_every_public_check_and_no_hidden_check_runs(monke
 
 @pytest.mark.parametrize("mistake", ["memory_gib", "snr_20log10", "advisor_fp4_training"])
 def test_a_mistake_fails_the_check_cell_with_the_graders_public_message(mistake):
-    student = LocalStudent(LAB.mistakes[mistake][1](demo.solution_sources()))
+    student = LocalStudent(LAB.mistakes[mistake][1](demo.solution_sources("lab321")))
     _, failed = local_scores(student, "any seed")
     ex = next(c.exercise for c in CHECKS if c.name in failed)
     text, err = _run(ex, student.ns)

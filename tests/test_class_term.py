@@ -45,7 +45,7 @@ def term(tmp_path_factory):
     nbg(root, "generate_assignment", LAB, "--force")
     nbg(root, "db", "assignment", "add", LAB, f"--duedate={DUE}")
     release = root / "assignments" / LAB / f"{LAB}.ipynb"
-    subs = demo.submissions()
+    subs = demo.submissions("lab321")
     for sid in GRADED:
         demo.write_submission(release, root / "submitted" / sid / LAB / f"{LAB}.ipynb", subs[sid][1])
         (root / "submitted" / sid / LAB / "timestamp.txt").write_text(ON_TIME)
@@ -241,7 +241,7 @@ def test_regrading_one_late_submission_grades_one_notebook(term):
     root, _ = term
     # the late student resubmits; everyone else is up to date (the two without a gradable notebook are left out)
     demo.write_submission(root / "assignments" / LAB / f"{LAB}.ipynb",
-                          root / "submitted" / LATE / LAB / f"{LAB}.ipynb", demo.submissions()["memory_gib"][1])
+                          root / "submitted" / LATE / LAB / f"{LAB}.ipynb", demo.submissions("lab321")["memory_gib"][1])
     (root / "submitted" / LATE / LAB / "timestamp.txt").write_text("2026-10-03 00:00:00 UTC")
     before = {sid: (root / "autograded" / sid / LAB / f"{LAB}.checks.json").stat().st_mtime_ns for sid in GRADED}
     r = nbg(root, "autograde", LAB, check=False)

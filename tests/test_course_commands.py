@@ -40,11 +40,11 @@ def course(tmp_path_factory):
     assert r.returncode == 0, r.stderr[-3000:]
     release = root / "assignments" / LAB / f"{LAB}.ipynb"
     sub = root / "submitted"
-    demo.write_submission(release, sub / "model" / LAB / f"{LAB}.ipynb", demo.solution_sources())
-    demo.write_submission(release, sub / "planted" / LAB / f"{LAB}.ipynb", demo.solution_sources())
+    demo.write_submission(release, sub / "model" / LAB / f"{LAB}.ipynb", demo.solution_sources("lab321"))
+    demo.write_submission(release, sub / "planted" / LAB / f"{LAB}.ipynb", demo.solution_sources("lab321"))
     for name in PLANTED:
         (sub / "planted" / LAB / name).write_text(f"open({str(root / 'RAN')!r}, 'w')\n")
-    demo.write_submission(release, sub / "renamed" / LAB / "my_lab.ipynb", demo.solution_sources())
+    demo.write_submission(release, sub / "renamed" / LAB / "my_lab.ipynb", demo.solution_sources("lab321"))
     (sub / "unreadable" / LAB).mkdir(parents=True)
     (sub / "unreadable" / LAB / f"{LAB}.ipynb").write_text("not a notebook")
     first = nbg(root, "autograde", LAB, "--force")
@@ -60,7 +60,7 @@ def test_a_renamed_or_unreadable_notebook_is_a_warning_for_that_student_only(cou
         assert "renamed: no gradable notebook (renamed): found 'my_lab.ipynb', expected 'lab321.ipynb'" in r.stderr
         assert "unreadable: no gradable notebook (unreadable)" in r.stderr
         assert "No notebooks found" not in r.stderr and "There was an error" not in r.stderr, r.stderr[-3000:]
-    book = demo.gradebook_scores(root)
+    book = demo.gradebook_scores(root, "lab321")
     assert book["model"] == FULL and book["planted"] == FULL
     assert "renamed" not in book and "unreadable" not in book  # on the roster, not a graded 0
     from nbgrader.api import Gradebook
@@ -73,7 +73,7 @@ def test_a_renamed_or_unreadable_notebook_is_a_warning_for_that_student_only(cou
     try:
         r = nbg(root, "autograde", LAB, "--student", "renamed")
         assert r.returncode == 0, r.stderr[-3000:]
-        assert demo.gradebook_scores(root)["renamed"] == FULL
+        assert demo.gradebook_scores(root, "lab321")["renamed"] == FULL
     finally:
         (folder / f"{LAB}.ipynb").rename(folder / "my_lab.ipynb")
 

@@ -190,7 +190,7 @@ def course(tmp_path_factory):
     for step in (["generate_assignment", LAB, "--force"],):
         subprocess.run([sys.executable, "-m", "nbgrader", *step], cwd=root, env=ENV, check=True, capture_output=True)
     release = root / "assignments" / LAB / f"{LAB}.ipynb"
-    for sid, (_, sources) in demo.submissions().items():
+    for sid, (_, sources) in demo.submissions("lab321").items():
         demo.write_submission(release, root / "submitted" / sid / LAB / f"{LAB}.ipynb", sources)
     for sid, cells in ATTACKERS.items():
         write_notebook(cells(root), root / "submitted" / sid / LAB / f"{LAB}.ipynb")
@@ -246,7 +246,7 @@ XSS_MARKERS = ("<script", "onerror", "javascript:", "onload", "<iframe", "alert(
 def _write_xss_attacker(release: Path, dest: Path) -> None:
     import nbformat
 
-    demo.write_submission(release, dest, demo.solution_sources())
+    demo.write_submission(release, dest, demo.solution_sources("lab321"))
     nb = nbformat.read(dest, as_version=4)
     md = nbformat.v4.new_markdown_cell("My answer.\n\n" + "\n\n".join(XSS.values()) + "\n\n![pic](attachment:x.svg)")
     md.attachments = {"x.svg": {"image/svg+xml": "PHN2ZyBvbmxvYWQ9ImFsZXJ0KDQpIj48L3N2Zz4="}}
@@ -259,7 +259,7 @@ def _write_xss_attacker(release: Path, dest: Path) -> None:
 def test_student_html_reaches_the_ta_sanitized(course):
     """Autograded notebook (what the formgrader shows) and feedback HTML carry no active content
     from the student; the instructor's own cells are unchanged; the student's text is still there."""
-    book = demo.gradebook_scores(course)
+    book = demo.gradebook_scores(course, "lab321")
     assert book["attacker_xss"] == FULL
     auto = (course / "autograded" / "attacker_xss" / LAB / f"{LAB}.ipynb").read_text()
     feedback = (course / "feedback" / "attacker_xss" / LAB / f"{LAB}.html").read_text()
@@ -283,7 +283,7 @@ def test_student_html_reaches_the_ta_sanitized(course):
 def test_class_with_attackers_grades_honest_students_unchanged(course):
     import sqlite3
 
-    book = demo.gradebook_scores(course)
+    book = demo.gradebook_scores(course, "lab321")
     assert book["model_solution"] == FULL, "an attacker changed an honest student's score"
     assert set(ATTACKERS) <= set(book), "the batch stopped at an attacker"
     assert book["attacker_course_files"] == FULL  # its own answers are right; its attacks found nothing
@@ -298,7 +298,7 @@ def test_class_with_attackers_grades_honest_students_unchanged(course):
     assert not (course / "PWNED").exists()
     assert "pwned" not in (course / "submitted" / "model_solution" / LAB / f"{LAB}.ipynb").read_text()
     con = sqlite3.connect(course / "gradebook.db")
-    assert con.execute("select count(*) from student").fetchone()[0] == len(demo.submissions()) + len(ATTACKERS) + 1
+    assert con.execute("select count(*) from student").fetchone()[0] == len(demo.submissions("lab321")) + len(ATTACKERS) + 1
     assert not sandbox_processes(), "a sandbox process outlived nbgrader autograde"
 
 
@@ -334,7 +334,7 @@ def test_sandbox_processes_are_found_by_their_command_line():
 
 def test_autograde_grades_ahead_in_parallel(course):
     log = (course / "autograde.log").read_text()
-    assert log.count("(prefetched in parallel)") >= len(demo.submissions()), log[-2000:]
+    assert log.count("(prefetched in parallel)") >= len(demo.submissions("lab321")), log[-2000:]
 
 
 def test_committed_student_version_equals_fresh_generation(course):
@@ -357,8 +357,8 @@ def _grade_json(path: Path) -> dict:
 
 
 def test_nbgrader_and_cli_agree_and_mistakes_cost_only_their_checks(course):
-    book = demo.gradebook_scores(course)
-    for sid in [*demo.submissions(), "attacker_course_files"]:
+    book = demo.gradebook_scores(course, "lab321")
+    for sid in [*demo.submissions("lab321"), "attacker_course_files"]:
         if sid.startswith("attacker"):
             rep = _grade_json(course / "submitted" / sid / LAB / f"{LAB}.ipynb")
             assert book[sid] == {k: e["score"] for k, e in rep["exercises"].items()}
@@ -440,7 +440,7 @@ def _selfcheck(tmp_path: Path, sources) -> subprocess.CompletedProcess:
 
 
 def test_selfcheck_model_solution_passes_with_honest_banner(tmp_path):
-    r = _selfcheck(tmp_path, demo.solution_sources())
+    r = _selfcheck(tmp_path, demo.solution_sources("lab321"))
     assert r.returncode == 0, r.stdout[-3000:]
     from labs.lab321 import LAB as LAB321; CONTRACT = LAB321.exercises.contract  # noqa: E702
     public = sum(ex.public_points for ex in CONTRACT.values())
@@ -451,7 +451,7 @@ def test_selfcheck_model_solution_passes_with_honest_banner(tmp_path):
 
 def test_selfcheck_tells_stubs_from_wrong_answers(tmp_path):
     from labs.lab321 import LAB as LAB321
-    sources = LAB321.mistakes["snr_swapped"][1](demo.solution_sources())
+    sources = LAB321.mistakes["snr_swapped"][1](demo.solution_sources("lab321"))
     del sources["memory_solution"]  # leave Exercise 1 as the stub
     r = _selfcheck(tmp_path, sources)
     assert r.returncode == 1
@@ -463,8 +463,8 @@ def test_selfcheck_anywhere_one_heading_per_notebook_and_syntax_errors(tmp_path)
     """A notebook fetched through the exchange: no conftest.py, no course_config.py, any folder; a
     Jupyter duplicate next to it with a SyntaxError in Exercise 1's cell (line 10 of that cell)."""
     release = ROOT / "assignments" / LAB / f"{LAB}.ipynb"
-    demo.write_submission(release, tmp_path / f"{LAB}.ipynb", demo.solution_sources())
-    broken = demo.solution_sources()
+    demo.write_submission(release, tmp_path / f"{LAB}.ipynb", demo.solution_sources("lab321"))
+    broken = demo.solution_sources("lab321")
     src = broken["memory_solution"]
     assert src.splitlines()[9] == "    table = {}", "line 10 of the model solution's Exercise 1 cell"
     broken["memory_solution"] = src.replace("    table = {}\n", "    table = {\n", 1)
@@ -499,7 +499,7 @@ def test_selfcheck_collects_no_notebook_for_the_test_suite(tmp_path):
     (tmp_path / "tests").mkdir()
     (tmp_path / "tests" / "test_one.py").write_text("def test_one():\n    assert True\n")
     demo.write_submission(ROOT / "assignments" / LAB / f"{LAB}.ipynb", tmp_path / "tests" / f"{LAB}.ipynb",
-                          demo.solution_sources())
+                          demo.solution_sources("lab321"))
     (tmp_path / "pyproject.toml").write_text('[tool.pytest.ini_options]\ntestpaths = ["tests"]\n')
     nbformat.write(nbformat.v4.new_notebook(), tmp_path / "tests" / "other.ipynb")
     run = lambda *args: subprocess.run([sys.executable, "-m", "pytest", "--co", "-q", "-p", "no:cacheprovider", *args],

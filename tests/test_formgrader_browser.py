@@ -67,7 +67,7 @@ def course(chromium, tmp_path_factory) -> Path:
     demo.copy_course(root)
     _run(root, "generate_assignment", LAB, "--force")
     release = root / "assignments" / LAB / f"{LAB}.ipynb"
-    subs = demo.submissions()
+    subs = demo.submissions("lab321")
     for sid in STUDENTS:
         demo.write_submission(release, root / "submitted" / sid / LAB / f"{LAB}.ipynb", subs[sid][1])
     _run(root, "autograde", LAB, "--force")
@@ -144,7 +144,7 @@ def test_formgrader_shows_trusted_scores_and_per_check_feedback(course, server, 
     base, token, log = server
     settings = config.load(course)
     trusted = grade_path(course / "submitted" / MISTAKE / LAB / f"{LAB}.ipynb", settings=settings)
-    book = demo.gradebook_scores(course)
+    book = demo.gradebook_scores(course, "lab321")
     assert book[MISTAKE] == pytest.approx({k: e.score for k, e in trusted.exercises.items()})
     assert 0 < trusted.total < trusted.max_total, "the mistake student must lose some points, not all"
     failed = [c for e in trusted.exercises.values() for c in e.checks if not c.passed]

@@ -429,13 +429,13 @@ def test_one_unreadable_file_does_not_fail_the_class(tmp_path):
                    env=env, check=True, capture_output=True)
     release = root / "assignments" / "lab321" / "lab321.ipynb"
     for sid in ("alice", "carol"):
-        demo.write_submission(release, root / "submitted" / sid / "lab321" / "lab321.ipynb", demo.solution_sources())
+        demo.write_submission(release, root / "submitted" / sid / "lab321" / "lab321.ipynb", demo.solution_sources("lab321"))
     bad = root / "submitted" / "bob" / "lab321" / "lab321.ipynb"
     bad.parent.mkdir(parents=True)
     bad.write_text("[" * 130_000)
     r = subprocess.run([sys.executable, "-m", "nbgrader", "autograde", "lab321"], cwd=root, env=env,
                        capture_output=True, text=True, timeout=600)
-    book = demo.gradebook_scores(root)
+    book = demo.gradebook_scores(root, "lab321")
     assert book.get("alice") == FULL and book.get("carol") == FULL, (book, r.stderr[-2000:])
     assert "bob" not in book or sum(book["bob"].values()) == 0
     assert "RecursionError" not in r.stderr.split("bob")[0] if "bob" in r.stderr else True

@@ -18,7 +18,7 @@ SEEDS = ["lab321-2026-autumn-6c1f9e", "term-a", "term-b", "x", "0"]
 
 
 def _solution_with(cell: str, old: str, new: str) -> dict[str, str]:
-    src = demo.solution_sources()[cell]
+    src = demo.solution_sources("lab321")[cell]
     assert old in src, f"{old!r} not in {cell}"
     return {cell: src.replace(old, new)}
 
@@ -28,7 +28,7 @@ def mistake_costs():
     """points lost and failed checks per demo mistake, per seed."""
     out = {}
     for sid, (_, fn) in LAB.mistakes.items():
-        student = LocalStudent(fn(demo.solution_sources()))
+        student = LocalStudent(fn(demo.solution_sources("lab321")))
         out[sid] = [local_scores(student, seed) for seed in SEEDS]
     return out
 
@@ -71,7 +71,7 @@ HONEST_VARIANTS = {
 
 
 def _apply(edits):
-    sources = demo.solution_sources()
+    sources = demo.solution_sources("lab321")
     for cell, old, new in edits:
         assert old in sources[cell], (cell, old)
         sources[cell] = sources[cell].replace(old, new, 1)
@@ -98,7 +98,7 @@ def test_nvfp4_scale_overhead_is_accepted():
 
 
 def test_feedback_names_units_and_whole_gb_rounding():
-    gib = LocalStudent(LAB.mistakes["memory_gib"][1](demo.solution_sources()))
+    gib = LocalStudent(LAB.mistakes["memory_gib"][1](demo.solution_sources("lab321")))
     _, failed = local_scores(gib, SEEDS[0])
     assert "GiB" in failed["memory_34b_inference"]
     whole = LocalStudent(_apply([("memory_solution", '{"memory_gb": mem,', '{"memory_gb": float(round(mem)),')]))
@@ -121,7 +121,7 @@ def assert_hidden_rule(failed: dict[str, str]) -> None:
 def test_hidden_messages_show_no_hidden_values():
     """A wrong memory answer's hidden feedback is the check's fixed text: no hidden size, no GB, no hint;
     the public check on its own input names the cause (GiB)."""
-    gib = LocalStudent(LAB.mistakes["memory_gib"][1](demo.solution_sources()))
+    gib = LocalStudent(LAB.mistakes["memory_gib"][1](demo.solution_sources("lab321")))
     _, failed = local_scores(gib, SEEDS[0])
     assert "memory_inference_values" in failed and "GiB" in failed["memory_34b_inference"]
     assert_hidden_rule(failed)
@@ -269,7 +269,7 @@ def test_snr_helper_does_not_give_exercise_2_away():
 # ---------------------------------------------------------------------------------------------
 
 def test_old_training_rule_weights_x4_is_named_and_costs_the_training_values():
-    student = LocalStudent(LAB.mistakes["memory_training_x4"][1](demo.solution_sources()))
+    student = LocalStudent(LAB.mistakes["memory_training_x4"][1](demo.solution_sources("lab321")))
     for seed in SEEDS[:3]:
         _, failed = local_scores(student, seed)
         assert "weights x 4" in failed["memory_7b_training"] and "memory_training_values" in failed
@@ -290,10 +290,10 @@ def test_advisor_with_weights_x4_is_told_why_its_rung_is_wrong():
 
 
 def test_training_ladder_feedback_for_fp32_and_fp4():
-    _, failed = local_scores(LocalStudent(LAB.mistakes["advisor_fp32_training"][1](demo.solution_sources())), SEEDS[0])
+    _, failed = local_scores(LocalStudent(LAB.mistakes["advisor_fp32_training"][1](demo.solution_sources("lab321"))), SEEDS[0])
     assert set(failed) == {"advisor_training", "advisor_training_no_fp4"}  # the public sibling catches it too
     assert "FP32 is not ranked above BF16" in failed["advisor_training_no_fp4"]
-    _, failed = local_scores(LocalStudent(LAB.mistakes["advisor_fp4_training"][1](demo.solution_sources())), SEEDS[0])
+    _, failed = local_scores(LocalStudent(LAB.mistakes["advisor_fp4_training"][1](demo.solution_sources("lab321"))), SEEDS[0])
     assert "FP4 is not a training format" in failed["advisor_training_no_fp4"] and "advisor_training" in failed
     assert_hidden_rule(failed)
 
@@ -365,14 +365,14 @@ def test_every_demo_mistake_fails_a_public_check():
     CHECKS = LAB.exercises.checks
     public = {c.name for c in CHECKS if not c.hidden}
     for sid, (_, fn) in LAB.mistakes.items():
-        _, failed = local_scores(LocalStudent(fn(demo.solution_sources())), SEEDS[0])
+        _, failed = local_scores(LocalStudent(fn(demo.solution_sources("lab321"))), SEEDS[0])
         assert set(failed) & public, sid
 
 
 def test_public_fp4_training_check_names_the_mistake_and_the_values_are_hand_checked():
     # a training ladder that ends in fp4: memory priority for 3B gives fp4 (3 * 14.5 = 43.5 GB) instead of
     # fp8 (3 * 15 = 45 GB); the public message says why
-    _, failed = local_scores(LocalStudent(LAB.mistakes["advisor_fp4_training"][1](demo.solution_sources())), SEEDS[0])
+    _, failed = local_scores(LocalStudent(LAB.mistakes["advisor_fp4_training"][1](demo.solution_sources("lab321"))), SEEDS[0])
     assert "FP4 is not a training format" in failed["advisor_training_no_fp4"]
     from labs.lab321 import answers as R
     assert R.recommend_precision(3, 128, "training", "memory")["memory_gb"] == pytest.approx(45.0)

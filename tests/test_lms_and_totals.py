@@ -103,7 +103,7 @@ def test_late_marker_penalised_by_autograde(tmp_path):
     release = root / "assignments" / LAB / f"{LAB}.ipynb"
     text = {}
     for sid in ("a", "b"):
-        demo.write_submission(release, tmp_path / f"{sid}.ipynb", demo.submissions()["model_solution"][1])
+        demo.write_submission(release, tmp_path / f"{sid}.ipynb", demo.submissions("lab321")["model_solution"][1])
         text[sid] = (tmp_path / f"{sid}.ipynb").read_text()
     download(root, "submissions.zip", {f"ontime_11_21_{LAB}.ipynb": text["a"], f"late_LATE_12_22_{LAB}.ipynb": text["b"]})
     assert nbg(root, "zip_collect", LAB).returncode == 0

@@ -48,13 +48,13 @@ def course(tmp_path_factory):
     marks = tmp_path_factory.mktemp("marks")
     release = ROOT / "assignments" / LAB / f"{LAB}.ipynb"
     for sid in ("honest", "evil", "evil_ini"):
-        demo.write_submission(release, root / "submitted" / sid / LAB / f"{LAB}.ipynb", demo.solution_sources())
+        demo.write_submission(release, root / "submitted" / sid / LAB / f"{LAB}.ipynb", demo.solution_sources("lab321"))
     # a plugin loaded by addopts from the submission itself, as pytest would find it
     _plant(root / "submitted" / "evil" / LAB, marks,
            ini="[pytest]\naddopts = -p evilplug --junitxml={junit}\npythonpath = .\n")
     # no plugin (so pytest gets as far as the self-check), only options that write where the student says
     _plant(root / "submitted" / "evil_ini" / LAB, marks, ini="[pytest]\naddopts = --junitxml={junit}\n")
-    demo.write_submission(release, root / "autograded" / "evil" / LAB / f"{LAB}.ipynb", demo.solution_sources())
+    demo.write_submission(release, root / "autograded" / "evil" / LAB / f"{LAB}.ipynb", demo.solution_sources("lab321"))
     _plant(root / "autograded" / "evil" / LAB, marks, ini="[pytest]\naddopts = -p evilplug\npythonpath = .\n")
     return root, marks
 
