@@ -1,6 +1,6 @@
-"""Two labs in one course: a second lab added by following the README's "Add a lab" steps word for word.
+"""Two labs in one course: a second lab added by following the "Add a lab" steps (docs/architecture.md) word for word.
 
-The steps' files and commands are read from README.md itself, written into a copy of the course, and
+The steps' files and commands are read from docs/architecture.md itself, written into a copy of the course, and
 then nbgrader generates, autogrades and gives feedback for both labs: each notebook is graded by its own
 lab's checks, canary and seed; the Canvas and per-check exports and the class report cover both; and
 adding the lab changed no file of the framework.
@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def readme_steps() -> tuple[dict[str, str], list[str]]:
-    """({path: text} of the files, [commands]) of README's "Add a lab" section, in order."""
-    text = (ROOT / "README.md").read_text()
+    """({path: text} of the files, [commands]) of docs/architecture.md's "Add a lab" section, in order."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
     section = text.split("\n## Add a lab\n", 1)[1].split("\n## ", 1)[0]
     files, commands = {}, []
     for m in re.finditer(r"`([\w/.]+)`[^`\n]*:\n\n```(\w+)\n(.*?)```", section, re.S):
