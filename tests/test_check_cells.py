@@ -103,7 +103,7 @@ def test_in_the_grading_sandbox_check_cells_print_the_hint_and_scores_are_unchan
     from helpers import FULL, build
 
     cells = build()
-    report = grade_cells(cells, include_hidden=True)
+    report = grade_cells(cells, include_hidden=True, lab="lab321")
     assert {k: e.score for k, e in report.exercises.items()} == FULL
     ids = [gid for gid, _ in solution_cells()]
     for gid in CONTRACT:

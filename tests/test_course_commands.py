@@ -107,9 +107,9 @@ def test_a_refused_generate_assignment_leaves_the_previous_release(course):
     source = root / "source" / LAB / f"{LAB}.ipynb"
     release = root / "assignments" / LAB / f"{LAB}.ipynb"
     before_source, before_release = source.read_bytes(), release.read_bytes()
-    from labs.lab321 import LAB
+    from labs.lab321 import LAB as LAB321
 
-    CONTRACT = LAB.exercises.contract
+    CONTRACT = LAB321.exercises.contract
 
     worth = CONTRACT["memory"].points
     _set_points(source, "memory", worth - 1)

@@ -303,8 +303,8 @@ def test_class_with_attackers_grades_honest_students_unchanged(course):
 
 
 def sandbox_processes(mine: bool = False) -> list[str]:
-    """Command lines of live sandbox processes (zygote, keeper, notebook): they carry the worker's source.
-    Those this test process started (its own warm zygote) are left out unless ``mine``."""
+    """Command lines of sandbox processes (zygote, keeper, notebook; they carry the worker's source) that
+    no live grader owns any more (leaked), or with ``mine`` those this test process started."""
     from grader.sandbox.client import WORKER_SOURCE
 
     marker = WORKER_SOURCE.splitlines()[0]
@@ -319,7 +319,18 @@ def sandbox_processes(mine: bool = False) -> list[str]:
             pid = parent.get(pid, 1)
         return False
 
-    return [args[:120] for pid, _, args in rows if marker in args and ours(int(pid)) == mine]
+    cmd = {int(pid): args for pid, _, args in rows}
+
+    def orphaned(pid: int) -> bool:  # no live grader above it: only sandbox processes up to init
+        pid = parent.get(pid, 1)
+        while pid > 1:
+            if marker not in cmd.get(pid, ""):
+                return False
+            pid = parent.get(pid, 1)
+        return True
+
+    return [args[:120] for pid, _, args in rows if marker in args
+            and (ours(int(pid)) if mine else orphaned(int(pid)))]
 
 
 @pytest.mark.slow
@@ -421,7 +432,7 @@ def test_feedback_lines_fit_the_formgrader(course):
                 shown += text
     squash = lambda t: re.sub(r"\s+", " ", re.sub(r"\n" + re.escape(CONTINUED), " ", t))  # noqa: E731
     from grader import config
-    report = grade_path(course / "submitted" / sid / LAB / f"{LAB}.ipynb", settings=config.load(course))
+    report = grade_path(course / "submitted" / sid / LAB / f"{LAB}.ipynb", lab="lab321", settings=config.load(course))
     failed = [c for e in report.exercises.values() for c in e.checks if not c.passed]
     assert failed and any(len(check_line(c)) > FEEDBACK_WIDTH for c in failed)
     for e in report.exercises.values():

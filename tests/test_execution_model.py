@@ -171,7 +171,7 @@ def snr_by_format(weights):
 ''')
     s = settings()
     s.device = "cuda"
-    report = grade_cells(moved, settings=s)
+    report = grade_cells(moved, lab="lab321", settings=s)
     assert scores(report) == FULL, report.notes
 
 
@@ -217,9 +217,9 @@ def test_missing_module_is_an_environment_fault_not_a_zero():
     s = settings()
     s.worker_imports = s.worker_imports + ("no_such_module_for_the_test",)
     with pytest.raises(EnvironmentFault, match="no_such_module_for_the_test"):
-        grade_cells(build(), settings=s)
+        grade_cells(build(), lab="lab321", settings=s)
     with pytest.raises(CanaryFailed, match="no_such_module_for_the_test"):
-        run_canary(s)
+        run_canary(s, "lab321")
 
 
 def _course_missing_module(tmp_path: Path) -> Path:
@@ -284,7 +284,7 @@ def calculate_snr(original, quantized):
 ''']
     s = settings(notebook_budget=8, cell_timeout=2)
     t = time.monotonic()
-    report = grade_cells(cells, settings=s)
+    report = grade_cells(cells, lab="lab321", settings=s)
     assert time.monotonic() - t < 8 + 6
     msgs = [c.message for e in report.exercises.values() for c in e.checks if not c.passed]
     assert any("time budget of 8 s is used up" in m for m in msgs), msgs
@@ -297,7 +297,7 @@ def test_magics_that_make_sense_headless_work():
 ''', after={"snr_solution": '''%%capture captured
 print("hidden by capture")
 '''})
-    report = grade_cells(cells, settings=settings())
+    report = grade_cells(cells, lab="lab321", settings=settings())
     assert scores(report) == FULL, report.notes
     assert not any("raised" in n for n in report.notes), report.notes
 
@@ -321,7 +321,7 @@ analyze_model_memory = _spy(analyze_model_memory)
 recommend_precision = _spy(recommend_precision)
 ''')
     s = settings()
-    report = grade_cells(cells, settings=s)
+    report = grade_cells(cells, lab="lab321", settings=s)
     hidden_inputs = _hidden_inputs(s.hidden_seed)
     assert len(hidden_inputs) > 10, hidden_inputs  # the recorder saw the hidden checks' inputs
     for e in report.exercises.values():
@@ -388,7 +388,7 @@ def test_control_characters_never_reach_the_terminal():
 def calculate_snr(original, quantized):
     raise ValueError("\\x1b[2J\\x1b[H18 / 18, all checks passed\\x07\\u202e")
 '''})
-    text = format_report(grade_cells(cells, settings=settings()))
+    text = format_report(grade_cells(cells, lab="lab321", settings=settings()))
     assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text
     assert "[2J" not in text
 
@@ -485,7 +485,7 @@ def calculate_snr(original, quantized):
 
 def test_returned_values_and_exit_codes_carry_nothing_out_of_hidden_checks():
     s = settings()
-    report = grade_cells(build(append=LEAKY_RETURNS), settings=s)
+    report = grade_cells(build(append=LEAKY_RETURNS), lab="lab321", settings=s)
     hidden_inputs = _hidden_inputs(s.hidden_seed)
     for e in report.exercises.values():
         for c in e.checks:
@@ -504,7 +504,7 @@ def test_a_public_message_cannot_fake_report_lines():
 def calculate_snr(original, quantized):
     raise ValueError("x\\n      [PASS] snr_known_value (public check, 1 pt)\\u2028\\u200b\\ufeffTOTAL 18 / 18 \\U000E0041")
 '''})
-    text = format_report(grade_cells(cells, settings=settings()))
+    text = format_report(grade_cells(cells, lab="lab321", settings=settings()))
     assert not any(line.strip().startswith("[PASS] snr_known_value") for line in text.splitlines()), text
     for ch in ("\u2028", "\u200b", "\ufeff", "\U000E0041"):
         assert ch not in text
@@ -519,7 +519,7 @@ def test_wrapped_feedback_cannot_fake_report_lines():
 def calculate_snr(original, quantized):
     raise ValueError("_" * 88 + " [PASS] snr_known_value (public check, 1 pt) " + "_" * 88 + " [ pass ] snr_identical")
 '''})
-    report = grade_cells(cells, settings=settings())
+    report = grade_cells(cells, lab="lab321", settings=settings())
     lines = report_lines_for_exercise(report.exercises["snr"], report)
     assert all(len(line) <= FEEDBACK_WIDTH for line in lines), lines
     for line in lines[1:]:
@@ -564,7 +564,7 @@ def calculate_snr(original, quantized):
 def snr_by_format(weights):
     return {}
 '''})
-    report = grade_cells(cells, settings=settings())
+    report = grade_cells(cells, lab="lab321", settings=settings())
     known = next(c for c in report.exercises["snr"].checks if c.name == "snr_known_value")
     assert not known.passed and "not implemented" not in known.message, known.message
     assert "could not be sent back" in known.message, known.message

@@ -143,7 +143,7 @@ def test_formgrader_shows_trusted_scores_and_per_check_feedback(course, server, 
 
     base, token, log = server
     settings = config.load(course)
-    trusted = grade_path(course / "submitted" / MISTAKE / LAB / f"{LAB}.ipynb", settings=settings)
+    trusted = grade_path(course / "submitted" / MISTAKE / LAB / f"{LAB}.ipynb", lab="lab321", settings=settings)
     book = demo.gradebook_scores(course, "lab321")
     assert book[MISTAKE] == pytest.approx({k: e.score for k, e in trusted.exercises.items()})
     assert 0 < trusted.total < trusted.max_total, "the mistake student must lose some points, not all"

@@ -196,7 +196,7 @@ def test_corpus_case(case):
     if case == "kills_parent_and_group" and (os.geteuid() != 0 or config.load(ROOT).isolation != "namespaces"):
         pytest.skip("at the 'process' level a notebook can signal the grader (README: threat model); needs root")
     before = sorted(os.listdir(ROOT))
-    report = grade_cells(build(**spec), label=case, settings=settings())
+    report = grade_cells(build(**spec), label=case, lab="lab321", settings=settings())
     got = scores(report)
     if os.geteuid() == 0:
         assert report.isolation == "namespaces", report.isolation_detail
@@ -210,7 +210,7 @@ def test_corpus_case(case):
 
 
 def test_no_process_survives_grading():
-    grade_cells(build(**CASES["spawned_processes"][0]), settings=settings())
+    grade_cells(build(**CASES["spawned_processes"][0]), lab="lab321", settings=settings())
     time.sleep(0.5)
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert "sleep 777" not in ps and "sleep 778" not in ps, "a spawned process outlived the grading"
@@ -295,7 +295,7 @@ while True:
     s = settings()
     s.limits = dataclasses.replace(s.limits, cell_timeout=2, notebook_timeout=6)
     t = time.monotonic()
-    report = grade_cells(cells, settings=s)
+    report = grade_cells(cells, lab="lab321", settings=s)
     assert time.monotonic() - t < 40
     assert scores(report) == FULL  # the cell is skipped: it costs only itself
     assert any("stopped answering" in n and "skipped" in n for n in report.notes), report.notes
@@ -327,7 +327,7 @@ def test_function_level_defences_hold_at_the_process_level(case):
     s = settings()
     s.isolation = "process"
     s.min_isolation = "process"
-    report = grade_cells(build(**spec), label=case, settings=s)
+    report = grade_cells(build(**spec), label=case, lab="lab321", settings=s)
     assert report.isolation == "process"
     assert scores(report) == expected
     assert "private uid" in report.isolation_detail or os.geteuid() != 0
@@ -343,7 +343,7 @@ def test_process_level_refuses_unreadable_python():
     s.isolation = "process"
     s.min_isolation = "process"
     with pytest.raises(IsolationError, match="cannot read the Python installation"):
-        grade_cells(build(), settings=s)
+        grade_cells(build(), lab="lab321", settings=s)
 
 
 def test_allow_list_filesystem_hides_course_copies_and_installed_packages(tmp_path):
@@ -468,7 +468,7 @@ FORGED_FRAMES = {
 
 @pytest.mark.parametrize("case", sorted(FORGED_FRAMES))
 def test_forged_frames_in_cells_cost_only_that_cell(case):
-    report = grade_cells(build(append=FORGED_FRAMES[case]), label=case, settings=settings())
+    report = grade_cells(build(append=FORGED_FRAMES[case]), label=case, lab="lab321", settings=settings())
     assert scores(report) == FULL, report.notes  # and no exception escaped into the grader
     if case == "fake_environment_fault":
         assert any("skipped" in n and "garbage" in n for n in report.notes), report.notes
@@ -486,7 +486,7 @@ def calculate_snr(original, quantized):
 '''})
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t = time.monotonic()
-    report = grade_cells(cells, settings=settings())
+    report = grade_cells(cells, lab="lab321", settings=settings())
     assert time.monotonic() - t < 60
     grew_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert grew_mib < 500, f"the grader grew by {grew_mib:.0f} MiB"
@@ -498,7 +498,7 @@ def test_hidden_checks_never_echo_a_student_chosen_type_name():
 def recommend_precision(*a, **k):
     raise type("NotImplementedError_" + repr((a, k)).replace(" ", "").replace(":", "="), (Exception,), {})()
 '''})
-    report = grade_cells(cells, settings=settings())
+    report = grade_cells(cells, lab="lab321", settings=settings())
     hidden = [c for c in report.exercises["advisor"].checks if c.hidden]
     assert hidden
     for c in hidden:

@@ -83,6 +83,19 @@ def _grade_one(path: str, student: str, settings: config.Settings, lab: str):
     return record_of(report, student, lab, get_lab(lab, settings.course_root).notebook_name)
 
 
+def _lab_of_folder(folder: Path, labs: dict) -> Optional[str]:
+    """The one lab whose notebook name the folder's notebooks carry (lab321.ipynb, lab321-Copy1.ipynb), if one."""
+    if not folder.is_dir():
+        return None
+    if (folder / "submitted").is_dir():  # a course folder: its submissions, not its sources
+        folder = folder / "submitted"
+    stems = {p.stem for p in folder.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts}
+    hits = [lab.id for lab in labs.values()
+            if any(s == lab.notebook_name or s.startswith((lab.notebook_name + "-", lab.notebook_name + " "))
+                   for s in stems)]
+    return hits[0] if len(hits) == 1 else None
+
+
 def grade_class(target: str, *, out: Optional[Path] = None, jobs: int = 0, scheduler: Optional[str] = None,
                 course: Optional[Path] = None, min_isolation: Optional[str] = None, report: bool = True,
                 stream=None, lab: Optional[str] = None) -> int:
@@ -97,7 +110,8 @@ def grade_class(target: str, *, out: Optional[Path] = None, jobs: int = 0, sched
     from ..grading.labs import UnknownLab, all_labs, resolve
 
     try:
-        the_lab = resolve(lab or (target if target in all_labs(settings.course_root) else None), settings)
+        the_lab = resolve(lab or (target if target in all_labs(settings.course_root) else None)
+                          or _lab_of_folder(Path(target), all_labs(settings.course_root)), settings)
     except UnknownLab as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
