@@ -62,7 +62,7 @@ def test_device_check_simulated(cc, monkeypatch):
     assert ", ".join(R.hardware_formats(cc)) in hw
     assert ("lane fp8-native: would run" in text) is fp8 and ("lane fp8-native: skipped" in text) is not fp8
     assert ("lane fp4-native: would run" in text) is fp4 and ("lane fp4-native: skipped" in text) is not fp4
-    assert ("in the hardware but not native in this PyTorch (emulated): mxfp8, mxfp4" in text) is (cc[0] == 12)
+    assert ("in the hardware but not native in this PyTorch (emulated): mxfp4" in text) is (cc[0] == 12)
 
 
 def test_plan_without_gpu_says_why():
