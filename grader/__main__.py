@@ -13,17 +13,19 @@ from pathlib import Path
 
 def cmd_grade(a: argparse.Namespace) -> int:
     from . import config
-    from .grading.grade import format_report, grade_path
+    from .grading.grade import format_report, grade_cells
     from .grading.labs import UnknownLab, lab_for_notebook
-    from .grading.nbfile import NotebookError
+    from .grading.nbfile import NotebookError, read_cells
     from .sandbox import EnvironmentFault
 
     settings = config.load(Path(a.course) if a.course else None)
     if a.min_isolation:
         settings.min_isolation = a.min_isolation
     try:
+        cells = read_cells(Path(a.notebook))  # an unreadable file is said as such, before any lab lookup
         lab = a.lab or lab_for_notebook(Path(a.notebook), settings.course_root)
-        report = grade_path(Path(a.notebook), settings=settings, include_hidden=not a.public_only, lab=lab)
+        report = grade_cells(cells, label=str(a.notebook), settings=settings, include_hidden=not a.public_only,
+                             lab=lab)
     except (NotebookError, UnknownLab) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

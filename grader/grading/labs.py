@@ -197,12 +197,24 @@ def lab_for_notebook(path: Path, course_root: Optional[Path] = None,
 
 
 def _grade_ids(path: Path) -> list[str]:
+    """The grade ids of a notebook file; [] for anything that is not a readable notebook (the grading
+    path reports why, with its own checks on size and nesting)."""
+    from .nbfile import MAX_NOTEBOOK_BYTES
+
     try:
-        nb = json.loads(path.read_text(encoding="utf-8", errors="replace"))
-    except (OSError, ValueError):
+        with open(path, "rb") as f:
+            data = f.read(MAX_NOTEBOOK_BYTES + 1)
+        nb = json.loads(data) if len(data) <= MAX_NOTEBOOK_BYTES else {}
+    except (OSError, ValueError, RecursionError):
         return []
-    return [c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in nb.get("cells", [])
-            if isinstance(c, dict) and c.get("metadata", {}).get("nbgrader", {}).get("grade_id")]
+    ids = []
+    for c in nb.get("cells", []) if isinstance(nb, dict) else []:
+        meta = c.get("metadata") if isinstance(c, dict) else None
+        nbg = meta.get("nbgrader") if isinstance(meta, dict) else None
+        gid = nbg.get("grade_id") if isinstance(nbg, dict) else None
+        if isinstance(gid, str):
+            ids.append(gid)
+    return ids
 
 
 def trusted_paths(lab: Lab) -> list[str]:
