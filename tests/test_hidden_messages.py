@@ -203,7 +203,7 @@ def graded():
     assert {b for a in assigns for b in a.values()} == set(BEHAVIOURS)
     cells = [build(append=_notebook(rec, a, j + 1)) for j, a in enumerate(assigns)]
     with ThreadPoolExecutor(max_workers=2) as pool:
-        reports = list(pool.map(lambda c: grade_cells(c, lab="lab321", settings=s, lab="lab321"), cells))
+        reports = list(pool.map(lambda c: grade_cells(c, settings=s, lab="lab321"), cells))
     return list(zip(assigns, reports)), rec.reading_globals
 
 

@@ -254,7 +254,7 @@ def test_a_forged_cell_index_is_garbage_and_never_shown(index):
         assert sb._skip and all(0 <= int(k) < len(cells) for k in sb._skip), sb._skip
         assert list(sb._skip) == [str(len(cells) - 1)], sb._skip  # the forging cell, nothing else
         assert sb.call("calculate_snr", [1.0, 2.0], [1.0, 2.0]) is not None
-    report = grade_cells(cells, lab="lab321", settings=settings(), lab="lab321")
+    report = grade_cells(cells, settings=settings(), lab="lab321")
     assert scores(report) == FULL, report.notes
     for t in texts(report):
         assert str(V) not in t and str(V + 1) not in t and "cell -" not in t, t
@@ -338,7 +338,7 @@ def test_an_endless_loop_costs_only_its_own_checks(fn):
     # The cells and the other calls need 3-12 s here; a cell that calls the loop (minilm_outliers
     # calls the weights functions) costs its cell timeout, as any slow cell does.
     s = settings(call_timeout=6, cell_timeout=8, notebook_budget=30)
-    report = grade_cells(cells, lab="lab321", settings=s, lab="lab321")
+    report = grade_cells(cells, settings=s, lab="lab321")
     got = scores(report)
     mine = _exercise_of(GRADED[fn])
     assert {k: v for k, v in got.items() if k != mine} == {k: v for k, v in FULL.items() if k != mine}, \
