@@ -303,11 +303,11 @@ def test_class_with_attackers_grades_honest_students_unchanged(course):
 
 
 def sandbox_processes(mine: bool = False) -> list[str]:
-    """Command lines of live sandbox processes (zygote, keeper, notebook): they carry the worker's source.
+    """Command lines of live sandbox processes (zygote, keeper, notebook): they name the worker's file.
     Those this test process started (its own warm zygote) are left out unless ``mine``."""
-    from grader.sandbox.client import WORKER_SOURCE
+    from grader.sandbox.client import WORKER_MAIN
 
-    marker = WORKER_SOURCE.splitlines()[0]
+    marker = str(WORKER_MAIN)
     ps = subprocess.run(["ps", "-ww", "-eo", "pid=,ppid=,args="], capture_output=True, text=True).stdout
     rows = [line.split(None, 2) for line in ps.splitlines() if len(line.split(None, 2)) == 3]
     parent = {int(pid): int(ppid) for pid, ppid, _ in rows}

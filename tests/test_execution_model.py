@@ -18,7 +18,7 @@ from grader import config
 from grader.grading.canary import CanaryFailed, run_canary
 from grader.grading.grade import grade_cells
 from grader.sandbox import EnvironmentFault, Limits, Sandbox, StudentError
-from grader.sandbox.worker_src import UID_BASE, UID_SLOTS
+from grader.sandbox.worker.uids import UID_BASE, UID_SLOTS
 from helpers import FULL, ROOT, build
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the sandbox needs Linux")
