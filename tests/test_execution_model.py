@@ -29,6 +29,7 @@ def settings(**limits):
     s = config.load(ROOT)
     base = dict(call_timeout=2, cell_timeout=20, notebook_timeout=120, memory_bytes=3 << 30)
     s.limits = dataclasses.replace(Limits(), **{**base, **limits})
+    s.assignment = "lab321"  # the notebooks graded here are lab321's (the course has two labs)
     return s
 
 

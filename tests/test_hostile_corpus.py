@@ -41,6 +41,7 @@ def settings(**limits):
     s = config.load(ROOT)
     s.limits = dataclasses.replace(Limits(), call_timeout=1, cell_timeout=5, notebook_timeout=60,
                                    memory_bytes=3 << 30, **limits)
+    s.assignment = "lab321"  # the notebooks graded here are lab321's (the course has two labs)
     return s
 
 

@@ -189,9 +189,9 @@ from grader.grading.canary import run_canary
 def hwm():
     return int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]) << 10
 
-run_canary(config.load(None))  # torch, the zygote and one grading: what every grading run holds
+run_canary(config.load(None), "lab321")  # torch, the zygote and one grading: what every grading run holds
 base = hwm()
-sys.argv = ["grader", "class", sys.argv[1], "--jobs", "2", "--out", sys.argv[2], "--no-report"]
+sys.argv = ["grader", "class", sys.argv[1], "--lab", "lab321", "--jobs", "2", "--out", sys.argv[2], "--no-report"]
 try:
     runpy.run_module("grader", run_name="__main__")
 except SystemExit as exc:
