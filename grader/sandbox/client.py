@@ -191,13 +191,18 @@ MASKS: set = set()  # more trusted code to hide: every registered lab's (grader.
 
 def _mask_paths(course_root: Optional[Path], extra: tuple[str, ...] = ()) -> list[str]:
     """What must not be seen even where it lies inside the allow-listed filesystem: the grader's
-    code and the references (hidden checks, trusted answers) wherever installed, the checkout
+    code, the references and every lab's code (hidden checks, trusted answers) wherever installed, the checkout
     they live in, and the course."""
     here = Path(__file__).resolve().parent.parent  # grader/ (this file is grader/sandbox/client.py)
     mask = [str(here), str(here.parent / "reference"), *MASKS]
     try:
         import reference
         mask.append(str(Path(reference.__file__).resolve().parent))
+    except ImportError:
+        pass
+    try:  # every labs/ folder on the path (installed or the course's), even before any lab was looked up
+        import labs
+        mask.extend(str(Path(p).resolve()) for p in getattr(labs, "__path__", ()))
     except ImportError:
         pass
     if (here.parent / "pyproject.toml").is_file():
