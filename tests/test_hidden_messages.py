@@ -20,7 +20,7 @@ import pytest
 from grader import config
 from grader.grading.grade import grade_cells, run_check
 from grader.sandbox import Limits, decode, encode_arg
-from grader.sandbox import worker_src
+from grader.sandbox.worker import codec
 from labs.lab321 import LAB
 
 CHECKS = LAB.exercises.checks
@@ -178,7 +178,7 @@ class _Recorder(LocalStudent):
         self.reading_globals: set[str] = set()  # public checks that read a graded global
 
     def call(self, name, *args, timeout=None, **kwargs):
-        a, k = worker_src.decode(encode_arg(list(args))), worker_src.decode(encode_arg(kwargs))
+        a, k = codec.to_torch(encode_arg(list(args))), codec.to_torch(encode_arg(kwargs))
         self.keys.add(self.fp(name, a, k))
         self.functions.add(name)
         return super().call(name, *args, timeout=timeout, **kwargs)

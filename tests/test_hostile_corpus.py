@@ -41,6 +41,7 @@ def settings(**limits):
     s = config.load(ROOT)
     s.limits = dataclasses.replace(Limits(), call_timeout=1, cell_timeout=5, notebook_timeout=60,
                                    memory_bytes=3 << 30, **limits)
+    s.assignment = "lab321"  # the notebooks graded here are lab321's (the course has two labs)
     return s
 
 
@@ -390,7 +391,8 @@ for mod in ("reference", "labs.lab321"):
     except ImportError:
         pass
 for path in ({str(copy / "course_config.py")!r}, {str(ROOT / "course_config.py")!r},
-             {site + "/labs/lab321/answers.py"!r}, {site + "/labs/lab321/checks/snr.py"!r}):
+             {site + "/labs/lab321/answers.py"!r}, {site + "/labs/lab321/checks/snr.py"!r},
+             {site + "/grader/sandbox/worker/main.py"!r}, {str(ROOT / "grader/sandbox/worker/keeper.py")!r}):
     try:
         FOUND.append(("read", path, len(open(path).read())))
     except OSError:

@@ -1,4 +1,4 @@
-"""A normal (non-editable) install ships every package and subpackage, the worker's source and the lab entry point."""
+"""A normal (non-editable) install ships every package and subpackage, the worker's modules and the lab entry point."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def test_non_editable_install_has_every_subpackage(tmp_path):
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     missing = sorted(_packages(ROOT) - _packages(target))
     assert not missing, f"a normal install drops {missing}: pyproject's packages.find must include them"
-    assert (target / "grader" / "sandbox" / "worker_src.py").is_file()
+    assert (target / "grader" / "sandbox" / "worker" / "main.py").is_file()
     eps = next(target.glob("*.dist-info/entry_points.txt")).read_text()
     assert 'lab321 = labs.lab321:LAB' in eps and "[lab_grader.labs]" in eps, eps
     assert "lab_grader_selfcheck = grader.course.selfcheck" in eps, eps

@@ -96,7 +96,7 @@ def test_an_honest_output_full_of_brackets_is_accepted():
 def test_chatty_cells_are_shortened_to_fit_not_refused():
     """Thousand cells printing 20 000 non-ASCII characters each (6 bytes each once escaped): the
     worker shortens the outputs until the "ran" frame fits, and the grader accepts it."""
-    from grader.sandbox.worker_src import ran_frame
+    from grader.sandbox.worker.codec import ran_frame
 
     results = [{"stdout": "\u00e9" * 20_000, "stderr": "", "error": None}] * 1000
     body = json.dumps(ran_frame(results, ["x"] * 50_000)).encode()
@@ -191,7 +191,7 @@ def hwm():
 
 run_canary(config.load(None), "lab321")  # torch, the zygote and one grading: what every grading run holds
 base = hwm()
-sys.argv = ["grader", "class", sys.argv[1], "--jobs", "2", "--out", sys.argv[2], "--no-report"]
+sys.argv = ["grader", "class", sys.argv[1], "--lab", "lab321", "--jobs", "2", "--out", sys.argv[2], "--no-report"]
 try:
     runpy.run_module("grader", run_name="__main__")
 except SystemExit as exc:

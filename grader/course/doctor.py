@@ -16,7 +16,7 @@ status is 0 only when the course's ``min_isolation`` (``c.LabGrader.min_isolatio
 ``--min-isolation``) is reachable and nothing the course needs is missing; 3 otherwise (as
 ``grade`` and ``class`` exit when the machine, not a notebook, is at fault).
 
-The probes mirror what ``worker_src.py`` does, step by step: as root, a private uid from a
+The probes mirror what the worker (``grader/sandbox/worker/``) does, step by step: as root, a private uid from a
 reserved range (locked in a folder under /run) and ``unshare`` of the pid, network, IPC and UTS
 namespaces; as another user, the same with a user namespace; then a mount namespace, tmpfs,
 bind mounts, /proc and ``pivot_root``; a cgroup (v2, else v1) with the memory and pids
@@ -31,7 +31,6 @@ import errno as errno_mod
 import json
 import os
 import pwd
-import re
 import select
 import shutil
 import signal
@@ -193,17 +192,10 @@ def machine_facts() -> dict:
 
 
 def _worker_constants() -> dict:
-    """The uid range and lock folder the sandbox worker uses (read from its source, else its defaults)."""
-    out = {"uid_base": 1_500_000_000, "uid_slots": 4096, "uid_locks": "/run/lab-grader-uids"}
-    for src in (HERE / "worker_src.py", *sorted(HERE.glob("sandbox/**/*.py"))):
-        text = _read(str(src)) or ""
-        m = re.search(r"UID_BASE,\s*UID_SLOTS\s*=\s*([\d_]+),\s*([\d_]+)", text)
-        if m:
-            out["uid_base"], out["uid_slots"] = int(m[1].replace("_", "")), int(m[2].replace("_", ""))
-        m = re.search(r"UID_LOCKS\s*=\s*[\"']([^\"']+)", text)
-        if m:
-            out["uid_locks"] = m[1]
-    return out
+    """The uid range and lock folder the sandbox worker uses (``grader/sandbox/worker/uids.py``)."""
+    from ..sandbox.worker import uids
+
+    return {"uid_base": uids.UID_BASE, "uid_slots": uids.UID_SLOTS, "uid_locks": uids.UID_LOCKS}
 
 
 # ---------------------------------------------------------------------------------------

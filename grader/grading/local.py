@@ -37,24 +37,26 @@ class NamespaceStudent:
         self.ns = namespace
 
     def call(self, name: str, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
-        from ..sandbox import StudentError, decode, encode_arg, worker_src
+        from ..sandbox import StudentError
+        from ..sandbox.worker.codec import decode, encode, encode_arg, to_torch
 
         fn = self.ns.get(name)
         if fn is None:
             raise StudentError(f"NameError: {name} is not defined after running the notebook", kind="NameError")
-        a, k = worker_src.decode(encode_arg(list(args))), worker_src.decode(encode_arg(kwargs))
+        a, k = to_torch(encode_arg(list(args))), to_torch(encode_arg(kwargs))
         try:
             value = fn(*a, **k)
         except Exception as exc:  # noqa: BLE001 - the student's exception, as the sandbox reports it
             raise StudentError(str(exc), from_student=True, kind=type(exc).__name__) from None
-        return decode(worker_src.encode(value))
+        return decode(encode(value))
 
     def get(self, name: str) -> Any:
-        from ..sandbox import StudentError, decode, worker_src
+        from ..sandbox import StudentError
+        from ..sandbox.worker.codec import decode, encode
 
         if name not in self.ns:
             raise StudentError(f"NameError: {name} is not defined after running the notebook", kind="NameError")
-        return decode(worker_src.encode(self.ns[name]))
+        return decode(encode(self.ns[name]))
 
 
 def run_public(exercise_id: str, namespace: Mapping[str, Any], out: Callable[[str], Any] = print,

@@ -1,7 +1,9 @@
 """The sandbox: runs a notebook's cells in an isolated process tree and calls its functions.
 
 ``client`` is the grader's side (zygote, keeper, notebook process, framing with deadlines);
-``worker_src`` is the worker's source, run with ``python -I`` and never imported by the grader.
+``worker/`` is the worker, a package of one module per mechanism run as a file
+(``python -I grader/sandbox/worker/main.py``); the grader imports only its ``codec`` (framing and
+plain data) and ``spec`` (the spawn spec), so both sides share one definition of each.
 The sandbox imports nothing of grading, the course tools or any lab (docs/architecture.md).
 """
 

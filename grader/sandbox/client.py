@@ -1,10 +1,10 @@
 """Run a student notebook in an isolated process and call its functions.
 
-One clean, warm *zygote* per grading run (``python -I -c worker_src.py``: torch, numpy,
-IPython and matplotlib imported once, CUDA never touched, nothing of the grader in its
+One clean, warm *zygote* per grading run (``python -I grader/sandbox/worker/main.py``: torch,
+numpy, IPython and matplotlib imported once, CUDA never touched, nothing of the grader in its
 memory) forks a *keeper* per notebook, which gives the notebook process a private uid, a
-cgroup, namespaces and rlimits, and kills every process it leaves behind (see
-``worker_src.py``). Calls run inside the notebook process, so CUDA works; a crash, exit,
+cgroup, namespaces and rlimits, and kills every process it leaves behind (see the package
+``worker/``, one module per mechanism). Calls run inside the notebook process, so CUDA works; a crash, exit,
 timeout or memory bomb ends that process and the next call gets a fresh one (the cells run
 again). Only length-prefixed JSON crosses back, read with deadlines, per-op size caps and shape
 checks before it is parsed; :func:`decode` turns it into numbers, strings, lists, dicts and numpy
@@ -14,7 +14,6 @@ arrays and nothing else.
 from __future__ import annotations
 
 import atexit
-import base64
 import fcntl
 import json
 import os
@@ -34,19 +33,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-import numpy as np
 
 from ..grading.text import clean
+from .worker import codec
+from .worker.codec import decode, encode_arg, frame  # noqa: F401 - the sandbox's plain data, shared with the worker
+from .worker.spec import Spec
 
 LEVELS = ("none", "process", "namespaces")  # weakest to strongest
-WORKER_SOURCE = (Path(__file__).with_name("worker_src.py")).read_text()
+WORKER_MAIN = Path(__file__).resolve().with_name("worker") / "main.py"  # the zygote, run as a file
 # Every frame a notebook process sends is untrusted bytes: its size, its op and its shape are
 # checked before it is parsed, whatever its op, so that parsing one costs the grader a bounded
 # time and memory (the notebook may write its own frames into the channel).
-MAX_FRAME = 8 << 20  # "ran": the cells' outputs (the worker shortens them to fit)
-MAX_RESULT = 8 << 20  # "result": one call's reply
-MAX_CONTROL = 64 << 10  # "hello", "setup-failed" and the keeper's status frames
-MAX_PROGRESS = 4 << 10  # "cell": which code cell runs now (an index; a real one is ~25 bytes)
+# The limits are the worker's own (worker/codec.py), defined once for both sides.
+MAX_FRAME = codec.MAX_RAN  # "ran": the cells' outputs (the worker shortens them to fit)
+MAX_RESULT = codec.MAX_RESULT  # "result": one call's reply
+MAX_CONTROL = codec.MAX_CONTROL  # "hello", "setup-failed" and the keeper's status frames
+MAX_PROGRESS = codec.MAX_PROGRESS  # "cell": which code cell runs now (an index; a real one is ~25 bytes)
 # Values, keys and containers in one frame. Each costs the parser 30-70 bytes for 2-3 bytes of
 # input (an empty list ~70): uncapped, an 8 MiB frame of "[]," held the GIL for 11 s, a 60 MiB
 # one for 24 s and 2.4 GiB. The checks' inputs have a few thousand elements: a real reply has fewer.
@@ -128,44 +130,6 @@ class NotebookRun:
     restarts: int = 0  # fresh notebook processes started after a call ended the previous one
 
 
-def decode(obj: Any) -> Any:
-    """Plain JSON data -> Python values; arrays -> numpy arrays. Refuses anything else."""
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    if isinstance(obj, list):
-        return [decode(v) for v in obj]
-    if isinstance(obj, dict):
-        if set(obj) == {"__array__"}:
-            dt, shape, b64 = obj["__array__"]
-            dtype = np.dtype(dt)
-            if dtype.kind not in "biuf" or not all(isinstance(s, int) and s >= 0 for s in shape):
-                raise ValueError("malformed array")
-            arr = np.frombuffer(base64.b64decode(b64), dtype=dtype)
-            return arr.reshape(shape).copy()
-        if set(obj) == {"__float__"}:
-            if obj["__float__"] not in ("nan", "inf", "-inf"):
-                raise ValueError("malformed float")
-            return float(obj["__float__"])
-        return {str(k): decode(v) for k, v in obj.items()}
-    raise ValueError(f"unexpected {type(obj).__name__}")
-
-
-def encode_arg(value: Any) -> Any:
-    """Grader-side arguments -> plain data (torch tensors and numpy arrays as arrays)."""
-    if hasattr(value, "detach"):
-        value = value.detach().cpu().numpy()
-    if isinstance(value, np.ndarray):
-        a = np.ascontiguousarray(value)
-        return {"__array__": [a.dtype.str, list(a.shape), base64.b64encode(a.tobytes()).decode()]}
-    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
-        return {"__float__": "nan" if value != value else ("inf" if value > 0 else "-inf")}
-    if isinstance(value, (list, tuple)):
-        return [encode_arg(v) for v in value]
-    if isinstance(value, dict):
-        return {k: encode_arg(v) for k, v in value.items()}
-    return value
-
-
 def best_level() -> str:
     """The strongest level this machine can probably give (the worker reports what it got)."""
     if os.geteuid() == 0:
@@ -227,13 +191,18 @@ MASKS: set = set()  # more trusted code to hide: every registered lab's (grader.
 
 def _mask_paths(course_root: Optional[Path], extra: tuple[str, ...] = ()) -> list[str]:
     """What must not be seen even where it lies inside the allow-listed filesystem: the grader's
-    code and the references (hidden checks, trusted answers) wherever installed, the checkout
+    code, the references and every lab's code (hidden checks, trusted answers) wherever installed, the checkout
     they live in, and the course."""
     here = Path(__file__).resolve().parent.parent  # grader/ (this file is grader/sandbox/client.py)
     mask = [str(here), str(here.parent / "reference"), *MASKS]
     try:
         import reference
         mask.append(str(Path(reference.__file__).resolve().parent))
+    except ImportError:
+        pass
+    try:  # every labs/ folder on the path (installed or the course's), even before any lab was looked up
+        import labs
+        mask.extend(str(Path(p).resolve()) for p in getattr(labs, "__path__", ()))
     except ImportError:
         pass
     if (here.parent / "pyproject.toml").is_file():
@@ -376,11 +345,6 @@ class Channel:
         return None
 
 
-def frame(obj: Any) -> bytes:
-    data = json.dumps(obj).encode()
-    return struct.pack("<I", len(data)) + data
-
-
 def write_until(fd: int, data: memoryview, deadline: float) -> memoryview:
     """Write what can be written before ``deadline``; return what is left (empty: all sent)."""
     while data:
@@ -412,7 +376,7 @@ class Zygote:
             if key in os.environ:
                 env[key] = os.environ[key]
         cfg = {"sock": child.fileno(), "imports": list(imports)}
-        self.proc = subprocess.Popen([sys.executable, "-I", "-c", WORKER_SOURCE, json.dumps(cfg)],
+        self.proc = subprocess.Popen([sys.executable, "-I", str(WORKER_MAIN), json.dumps(cfg)],
                                      stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log,
                                      pass_fds=(child.fileno(),), start_new_session=True, env=env, cwd="/")
         child.close()
@@ -433,9 +397,9 @@ class Zygote:
                 "the grading environment lacks what student notebooks need: " + "; ".join(ready["missing"])
                 + f". Install it into the Python that runs the grader ({sys.executable}); nothing was scored.")
 
-    def spawn(self, spec: dict, fds: list[int]) -> int:
+    def spawn(self, spec: Spec, fds: list[int]) -> int:
         with self.lock:
-            socket.send_fds(self.sock, [json.dumps({"op": "spawn", "spec": spec}).encode()], fds)
+            socket.send_fds(self.sock, [json.dumps({"op": "spawn", "spec": spec.to_dict()}).encode()], fds)
             reply = json.loads(self.sock.recv(1 << 16) or b"{}")
         if reply.get("op") != "spawned":
             raise OSError("the zygote did not spawn")
@@ -481,7 +445,7 @@ def _close_zygotes() -> None:
 class _Process:
     """One notebook process and its keeper, seen from the grader."""
 
-    def __init__(self, spec: dict, imports: Optional[tuple[str, ...]], allowance: Optional[list[int]] = None):
+    def __init__(self, spec: Spec, imports: Optional[tuple[str, ...]], allowance: Optional[list[int]] = None):
         req_r, req_w = os.pipe()
         rep_r, rep_w = os.pipe()
         ctl_r, ctl_w = os.pipe()
@@ -606,7 +570,7 @@ class Sandbox:
         self.launch()
         return self.wait_ready()
 
-    def _spec(self) -> dict:
+    def _spec(self) -> Spec:
         lim = self.limits
         if self._tmp is None:
             _sweep_stale_dirs()
@@ -615,15 +579,12 @@ class Sandbox:
             os.mkdir(os.path.join(self._tmp, "root"))
         workdir = "/tmp/work" if self.level == "namespaces" else os.path.join(self._tmp, f"work{self.run.restarts}")
         mask = _mask_paths(self.course_root, self.hide)
-        return {
-            "level": "namespaces" if self.level == "namespaces" else "process",
-            "device": self.device, "workdir": workdir,
-            "mask": mask, "keep": _keep_paths(mask),
-            "rootdir": os.path.join(self._tmp, "root"),
-            "memory_bytes": lim.memory_bytes, "cpu_seconds": lim.cpu_seconds, "nproc": lim.nproc, "cpus": lim.cpus,
-            "file_bytes": lim.file_bytes, "cell_timeout": lim.cell_timeout, "max_output": lim.max_output,
-            "host_uid": os.getuid(),
-        }
+        return Spec(
+            level="namespaces" if self.level == "namespaces" else "process", device=self.device,
+            workdir=workdir, rootdir=os.path.join(self._tmp, "root"), mask=mask, keep=_keep_paths(mask),
+            memory_bytes=int(lim.memory_bytes), nproc=int(lim.nproc), cpus=float(lim.cpus),
+            cpu_seconds=int(lim.cpu_seconds), file_bytes=int(lim.file_bytes), cell_timeout=float(lim.cell_timeout),
+            max_output=int(lim.max_output), host_uid=os.getuid())
 
     def launch(self) -> None:
         """Start a notebook process and hand it the cells; return at once (see :meth:`wait_ready`)."""
@@ -704,7 +665,7 @@ class Sandbox:
             return cell, self._death_reason(where, lim.notebook_timeout + 10)
         if not self.run.cells:  # the first complete run's outputs are the notebook's; restarts re-create state
             self.run.cells = cells
-            self.run.names = [clean(n)[:200] for n in msg["names"]][:10_000]
+            self.run.names = [clean(n)[:200] for n in msg["names"]][:codec.MAX_NAMES]
         return None
 
     def _ran_cells(self, msg: dict) -> Optional[list[CellResult]]:
