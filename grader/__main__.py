@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--course", help="course folder holding course_config.py (default: found from cwd)")
     k.add_argument("--min-isolation", choices=("none", "process", "namespaces"))
     k.add_argument("--no-report", action="store_true", help="skip the HTML report")
-    k.add_argument("--lab", help="the lab graded (default: TARGET when it is a lab id, else the course's only lab)")
+    k.add_argument("--lab", help="the lab graded (default: TARGET when it is a lab id, else the one lab whose notebooks TARGET holds)")
     k.set_defaults(fn=cmd_class)
     r = sub.add_parser("report", help="class report of an nbgrader course after nbgrader autograde")
     r.add_argument("assignment", help="the lab's id (nbgrader's assignment name)")

@@ -267,7 +267,7 @@ def test_batch_command_same_scores_as_nbgrader_and_safe_report(term, tmp_path):
     (klass / "renamed" / f"{LAB} (1).ipynb").write_text("{}")
     (klass / "nothing").mkdir()
     out = tmp_path / "out"
-    r = subprocess.run([sys.executable, "-m", "grader", "class", str(klass), "--out", str(out), "--jobs", "2",
+    r = subprocess.run([sys.executable, "-m", "grader", "class", "--lab", "lab321", str(klass), "--out", str(out), "--jobs", "2",
                         "--course", str(root)], env=ENV, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stderr.index("canary: model solution") < r.stderr.index("progress:")
@@ -296,7 +296,7 @@ def test_batch_command_environment_fault_exits_3(tmp_path):
         f.write('\nc.LabGrader.worker_imports = ["numpy", "no_such_module_for_grading"]\n')
     (tmp_path / "class").mkdir()
     (tmp_path / "class" / "a.ipynb").write_text("{}")
-    r = subprocess.run([sys.executable, "-m", "grader", "class", str(tmp_path / "class"), "--out", str(tmp_path / "o"),
+    r = subprocess.run([sys.executable, "-m", "grader", "class", "--lab", "lab321", str(tmp_path / "class"), "--out", str(tmp_path / "o"),
                         "--course", str(course)], env=ENV, capture_output=True, text=True, timeout=120)
     assert r.returncode == 3, r.stderr
     assert "no_such_module_for_grading" in r.stderr and not (tmp_path / "o" / "class.csv").exists()
@@ -378,7 +378,7 @@ def test_batch_command_on_dask_gets_the_local_scores(term, tmp_path):
     runs = {}
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         for name, extra in (("dask", ["--scheduler", cluster.scheduler_address]), ("local", ["--jobs", "2"])):
-            r = subprocess.run([sys.executable, "-m", "grader", "class", str(klass), "--out", str(tmp_path / name),
+            r = subprocess.run([sys.executable, "-m", "grader", "class", "--lab", "lab321", str(klass), "--out", str(tmp_path / name),
                                 "--course", str(root), "--no-report", *extra], env=ENV, capture_output=True, text=True,
                                timeout=300)
             assert r.returncode == 0, r.stderr[-3000:]

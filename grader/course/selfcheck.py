@@ -200,7 +200,7 @@ def _is_lab_notebook(path: Path) -> bool:
         return any(isinstance(c, dict) and isinstance(c.get("metadata"), dict)
                    and isinstance(c["metadata"].get("nbgrader"), dict)
                    and c["metadata"]["nbgrader"].get("grade_id") in CONTRACT for c in cells)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return True  # unreadable: collect it, so the user is told why
 
 
