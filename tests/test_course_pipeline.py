@@ -486,7 +486,7 @@ def test_selfcheck_anywhere_one_heading_per_notebook_and_syntax_errors(tmp_path)
     assert f"public checks: {public:g} of {public:g} points passed (0 not implemented yet, 0 wrong)." in first
     assert f"public checks: {public - memory_public:g} of {public:g} points passed" in second  # per notebook, not summed
     # named as JupyterLab shows the cell (its heading and first line), never by a code cell count
-    assert ('SYNTAX ERROR in the code cell starting "def analyze_model_memory(params_billions, memory_budget_gb=...'
+    assert ('SYNTAX ERROR in the code cell starting "def analyze_model_memory(params_billions, memory_budget_g...'
             '" under "Exercise 2 (graded: `memory`): memory analysis as a function" (line 10): \'{\' was never closed'
             ) in second, second[-3000:]
     assert f"code cell {n}" not in out

@@ -141,7 +141,7 @@ def test_grade_cells_follow_the_contract():
     from helpers import SOURCE
 
     nb = nbformat.read(SOURCE, as_version=4)
-    check_notebook(nb)
+    check_notebook(nb, "lab321")
     cells = dict(notebook_grade_cells(nb))
     assert set(cells) == set(CONTRACT) == set(FULL)
     for ex_id, points in cells.items():  # the points are the sum of the registered checks' points
@@ -162,7 +162,7 @@ def test_contract_refuses_points_or_ids_that_differ(tamper, words):
     grade = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade"))
     tamper(grade.metadata["nbgrader"])
     with pytest.raises(ContractError, match=words):
-        check_notebook(nb)
+        check_notebook(nb, "lab321")
 
 
 def test_generate_assignment_and_autograde_refuse_a_broken_contract(tmp_path):
