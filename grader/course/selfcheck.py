@@ -120,7 +120,10 @@ def pytest_load_initial_conftests(early_config, parser, args):
     why = _refusal(early_config)
     if why:
         raise pytest.UsageError(f"self-check: {why}")
-    found, touched = sf.scan(_scope(early_config))
+    scope = _scope(early_config)
+    if any(_has_notebooks(p) for p in scope):
+        _warm_sandbox()  # boots while pytest starts up and this process imports the labs
+    found, touched = sf.scan(scope)
     if touched:
         early_config.known_args_namespace.noconftest = True
     _IGNORED.clear()
@@ -148,6 +151,19 @@ def pytest_sessionstart(session):
             tr.write_line(line)
         else:
             print(line, file=sys.stderr)
+
+
+def _has_notebooks(path: Path) -> bool:
+    """A notebook named, or one in a folder named (two levels deep), outside the repository's own tests/."""
+    try:
+        path = path.resolve()
+        if path.is_relative_to(REPO_TESTS):
+            return False
+        if path.suffix == ".ipynb":
+            return path.is_file()
+        return path.is_dir() and any(True for pattern in ("*.ipynb", "*/*.ipynb") for _ in path.glob(pattern))
+    except OSError:
+        return False
 
 
 _WARMING: list = []  # the thread that boots the sandbox's warm parent, once per run
@@ -258,8 +274,8 @@ def _is_lab_notebook(path: Path) -> bool:
         return any(isinstance(c, dict) and isinstance(c.get("metadata"), dict)
                    and isinstance(c["metadata"].get("nbgrader"), dict)
                    and c["metadata"]["nbgrader"].get("grade_id") in CONTRACT for c in cells)
-    except (OSError, ValueError):
-        return True  # unreadable: collect it, so the user is told why
+    except (OSError, ValueError, RecursionError):
+        return True  # unreadable (or JSON nested too deeply): collect it, so the user is told why
 
 
 def wanted(file_path: Path, config: pytest.Config) -> bool:
