@@ -110,3 +110,29 @@ def test_in_the_grading_sandbox_check_cells_print_the_hint_and_scores_are_unchan
         c = report.cells[ids.index(gid)]
         assert c.error is None and not c.stderr, (gid, c)
         assert c.stdout.startswith(FALLBACK), (gid, c.stdout)
+
+
+def test_syntax_error_names_the_heading_and_first_line_not_a_code_cell_number(tmp_path):
+    import nbformat
+
+    from grader.course.selfcheck import syntax_errors
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# Lab\n\nintro"), nbformat.v4.new_code_cell("x = 1"),
+                nbformat.v4.new_markdown_cell("## Exercise 2 (graded: `memory`): memory\n\ntext"),
+                nbformat.v4.new_code_cell("%matplotlib inline\nimport math"),
+                nbformat.v4.new_code_cell("\n# sizes\ndef f(:\n    pass")]
+    path = tmp_path / "lab321.ipynb"
+    nbformat.write(nb, path)
+    assert syntax_errors(path) == ['SYNTAX ERROR in the code cell starting "# sizes" under "Exercise 2 (graded: '
+                                   '`memory`): memory" (line 3): invalid syntax']
+
+
+def test_check_cells_print_no_blank_line():
+    """Each check cell prints its check lines and its summary, and no empty line."""
+    ns = LocalStudent().ns
+    for gid, src in _grade_cells().items():
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            exec(compile(src, f"<cell {gid}>", "exec"), dict(ns))
+        assert out.getvalue().endswith("\n") and "" not in out.getvalue()[:-1].split("\n"), (gid, out.getvalue())

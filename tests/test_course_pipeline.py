@@ -232,7 +232,7 @@ ATTACKERS = {
     "attacker_kills_parent": lambda root: build(append="import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n"),
     "attacker_forges_output": lambda root: build(replace={"snr_solution": "def calculate_snr(a, b):\n    return 0.0\n"},
                                                  append="print('All tests passed! 18/18')\n"
-                                                 "print('Exercise 2: 6 / 6 points (graded by the trusted grader)')\n"
+                                                 "print('Exercise 3: 6 / 6 points (graded by the trusted grader)')\n"
                                                  "print('  [PASS] snr_known_value (public check, 1 pt)')\n"),
 }
 
@@ -465,7 +465,7 @@ def test_selfcheck_model_solution_passes_with_honest_banner(tmp_path):
 def test_selfcheck_tells_stubs_from_wrong_answers(tmp_path):
     from labs.lab321 import LAB as LAB321
     sources = LAB321.mistakes["snr_swapped"][1](demo.solution_sources("lab321"))
-    del sources["memory_solution"]  # leave Exercise 1 as the stub
+    del sources["memory_solution"]  # leave Exercise 2 as the stub
     r = _selfcheck(tmp_path, sources)
     assert r.returncode == 1
     assert "NOT IMPLEMENTED YET: memory" in r.stdout
@@ -474,12 +474,12 @@ def test_selfcheck_tells_stubs_from_wrong_answers(tmp_path):
 
 def test_selfcheck_anywhere_one_heading_per_notebook_and_syntax_errors(tmp_path):
     """A notebook fetched through the exchange: no conftest.py, no course_config.py, any folder; a
-    Jupyter duplicate next to it with a SyntaxError in Exercise 1's cell (line 10 of that cell)."""
+    Jupyter duplicate next to it with a SyntaxError in Exercise 2's cell (line 10 of that cell)."""
     release = ROOT / "assignments" / LAB / f"{LAB}.ipynb"
     demo.write_submission(release, tmp_path / f"{LAB}.ipynb", demo.solution_sources("lab321"))
     broken = demo.solution_sources("lab321")
     src = broken["memory_solution"]
-    assert src.splitlines()[9] == "    table = {}", "line 10 of the model solution's Exercise 1 cell"
+    assert src.splitlines()[9] == "    table = {}", "line 10 of the model solution's Exercise 2 cell"
     broken["memory_solution"] = src.replace("    table = {}\n", "    table = {\n", 1)
     demo.write_submission(release, tmp_path / f"{LAB}-Copy1.ipynb", broken)
     import nbformat
@@ -498,7 +498,11 @@ def test_selfcheck_anywhere_one_heading_per_notebook_and_syntax_errors(tmp_path)
     first, second = out.split(heads[1], 1)[0].split(heads[0], 1)[1], out.split(heads[1], 1)[1]
     assert f"public checks: {public:g} of {public:g} points passed (0 not implemented yet, 0 wrong)." in first
     assert f"public checks: {public - memory_public:g} of {public:g} points passed" in second  # per notebook, not summed
-    assert f"SYNTAX ERROR in code cell {n} (line 10): '{{' was never closed" in second
+    # named as JupyterLab shows the cell (its heading and first line), never by a code cell count
+    assert ('SYNTAX ERROR in the code cell starting "def analyze_model_memory(params_billions, memory_budget_g...'
+            '" under "Exercise 2 (graded: `memory`): memory analysis as a function" (line 10): \'{\' was never closed'
+            ) in second, second[-3000:]
+    assert f"code cell {n}" not in out
     memory_public_checks = sum(not c.hidden for c in CONTRACT["memory"].checks)
     assert f"(0 not implemented yet, 0 wrong, {memory_public_checks} in cells with a syntax error)." in second
     assert "NOT IMPLEMENTED YET" not in out and "NameError" not in out
@@ -525,7 +529,8 @@ def test_selfcheck_collects_no_notebook_for_the_test_suite(tmp_path):
                                          text=True, env=ENV).stdout
     from grader.course import selfcheck
     assert selfcheck.REPO_TESTS == ROOT / "tests"
-    assert "other.ipynb::memory" in run("tests/other.ipynb")  # named on the command line: collected
+    named = run("tests/other.ipynb")  # named on the command line: collected; with two labs it says which could be
+    assert "other.ipynb" in named and "no lab of this course (lab321, lab322)" in named, named
 
 
 def test_notebook_e4m3_grid_has_every_value(teaching):

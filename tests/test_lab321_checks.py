@@ -141,7 +141,7 @@ def test_grade_cells_follow_the_contract():
     from helpers import SOURCE
 
     nb = nbformat.read(SOURCE, as_version=4)
-    check_notebook(nb)
+    check_notebook(nb, "lab321")
     cells = dict(notebook_grade_cells(nb))
     assert set(cells) == set(CONTRACT) == set(FULL)
     for ex_id, points in cells.items():  # the points are the sum of the registered checks' points
@@ -162,7 +162,7 @@ def test_contract_refuses_points_or_ids_that_differ(tamper, words):
     grade = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade"))
     tamper(grade.metadata["nbgrader"])
     with pytest.raises(ContractError, match=words):
-        check_notebook(nb)
+        check_notebook(nb, "lab321")
 
 
 def test_generate_assignment_and_autograde_refuse_a_broken_contract(tmp_path):
@@ -202,7 +202,7 @@ def test_generate_assignment_and_autograde_refuse_a_broken_contract(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# Exercise 3: the quantizer the student writes
+# Exercise 1: the quantizer the student writes
 # ---------------------------------------------------------------------------------------------
 
 def test_model_e4m3_encode_matches_ml_dtypes_on_every_fp16_pattern():
@@ -378,3 +378,129 @@ def test_public_fp4_training_check_names_the_mistake_and_the_values_are_hand_che
     assert R.recommend_precision(3, 128, "training", "memory")["memory_gb"] == pytest.approx(45.0)
     assert R.recommend_precision(8.4, 128, "training", "quality")["precision"] == "fp8"  # bf16 134.4 > 128, fp8 126
     assert R.recommend_precision(10, 16, "inference", "quality")["precision"] == "fp8"  # bf16 24 > 16, fp8 12
+
+
+# ---------------------------------------------------------------------------------------------
+# Exercises numbered in the order they appear (issue 18)
+# ---------------------------------------------------------------------------------------------
+
+def test_exercises_are_numbered_in_the_order_the_notebook_shows_them():
+    import re
+
+    import nbformat
+
+    from helpers import SOURCE
+
+    nb = nbformat.read(SOURCE, as_version=4)
+    shown = []  # exercise ids in the order their grade cells appear
+    headings = []  # "Exercise N (graded: `id`)" headings, in order
+    for c in nb.cells:
+        gid = c.metadata.get("nbgrader", {}).get("grade_id")
+        if c.metadata.get("nbgrader", {}).get("grade") and gid in LAB.exercises.contract:
+            shown.append(gid)
+        if c.cell_type == "markdown":
+            headings += re.findall(r"^## (Exercise (\d+)|Challenge) \(graded: `(\w+)`\)", c.source, re.M)
+    contract = LAB.exercises.contract
+    assert sorted(contract, key=lambda k: contract[k].order) == shown  # `order` follows the notebook
+    assert list(LAB.exercises.by_exercise()) == shown  # so do the demo table and the reports
+    numbered = [(int(n), ex) for _, n, ex in headings if n]
+    assert [n for n, _ in numbered] == list(range(1, len(numbered) + 1)), numbered
+    assert [ex for _, ex, in [(n, e) for n, e in numbered]] + ["advisor"] == shown
+    for n, ex in numbered:  # the checks' titles carry the notebook's numbers
+        assert contract[ex].title.startswith(f"Exercise {n}:"), (ex, contract[ex].title)
+    assert not re.search(r"Exercise [5-9]", SOURCE.with_suffix(".py").read_text())
+
+
+def test_tensor_scale_in_two_divisions_fails_a_public_check_that_names_it():
+    """max|x| / 448 / 6 rounds twice in float32: on the public 1x32 tensor (max|x| = 0.3) it differs from
+    max|x| / (448 * 6), and the public message says so; the hidden checks are what they were."""
+    student = LocalStudent(_solution_with(
+        "quantizer_solution", "t = torch.div(torch.nan_to_num(block_amax, nan=0.0).amax(), const(448.0 * 6))",
+        "t = torch.div(torch.div(torch.nan_to_num(block_amax, nan=0.0).amax(), const(448.0)), const(6.0))"))
+    for seed in SEEDS[:3]:
+        scores, failed = local_scores(student, seed)
+        assert "nvfp4_public" in failed and set(failed) <= {"nvfp4_public", "nvfp4_scales", "nvfp4_blocks"}, failed
+        msg = failed["nvfp4_public"]
+        assert "1x32 tensor" in msg and "max|x| / 448 / 6" in msg and "Divide once" in msg, msg
+        assert_hidden_rule(failed)
+
+
+# ---------------------------------------------------------------------------------------------
+# Points for nothing (issue 18): content-free constant answers score 0 on every exercise
+# ---------------------------------------------------------------------------------------------
+
+EMPTY = {  # every solution cell defines its names and computes nothing
+    "quantizer_solution": "def e4m3_encode(x):\n    return None\n\n\ndef nvfp4_encode(x):\n    return None\n",
+    "memory_solution": "def analyze_model_memory(params_billions, memory_budget_gb=128, task='inference'):\n    return None\n",
+    "snr_solution": "def calculate_snr(original, quantized):\n    return None\n\n\ndef snr_by_format(weights):\n    return None\n",
+    "snr_answer": "BEST_FORMAT_FOR_GAUSSIAN = None\n",
+    "weights_solution": "def excess_kurtosis(w):\n    return None\n\n\ndef int8_per_channel(w):\n    return None\n",
+    "advisor_solution": ("def recommend_precision(model_params_billions, memory_budget_gb=128, task='inference', "
+                         "quality_priority='balanced'):\n    return None\n"),
+}
+CONSTANT = {
+    "constant_none": {
+        "quantizer_solution": (
+            "def e4m3_encode(x):\n    return torch.zeros(torch.as_tensor(x).shape, dtype=torch.uint8)\n\n\n"
+            "def nvfp4_encode(x):\n    x = torch.as_tensor(x)\n"
+            "    return {'codes': torch.zeros(x.shape, dtype=torch.uint8), "
+            "'scale_codes': torch.zeros((*x.shape[:-1], x.shape[-1] // 16), dtype=torch.uint8), 'tensor_scale': 1.0}\n"),
+        "memory_solution": (
+            "def analyze_model_memory(params_billions, memory_budget_gb=128, task='inference'):\n"
+            "    if params_billions < 0 or memory_budget_gb <= 0:\n        raise ValueError('bad input')\n"
+            "    table = {p: {'memory_gb': 1e9, 'fits': False} for p in ('fp32', 'fp16', 'bf16', 'fp8', 'int8', 'int4', 'fp4')}\n"
+            "    return {'precisions': table, 'recommendation': None}\n"),
+        "snr_solution": ("def calculate_snr(original, quantized):\n    return float('inf')\n\n\n"
+                         "def snr_by_format(weights):\n    return {'int8': 0.0, 'int4': 0.0, 'fp8': 0.0, 'fp4': 0.0}\n"),
+        "snr_answer": "BEST_FORMAT_FOR_GAUSSIAN = 'int8'\n",
+        "weights_solution": ("def excess_kurtosis(w):\n    return 0.0\n\n\n"
+                             "def int8_per_channel(w):\n    return torch.zeros_like(torch.as_tensor(w))\n"),
+        "advisor_solution": (
+            "def recommend_precision(model_params_billions, memory_budget_gb=128, task='inference', quality_priority='balanced'):\n"
+            "    return {'precision': 'fp8', 'memory_gb': 1e9, 'fits': False, 'reasoning': 'It depends on the model.'}\n"),
+    },
+    "constant_all_fit": {
+        "memory_solution": (
+            "def analyze_model_memory(params_billions, memory_budget_gb=128, task='inference'):\n"
+            "    table = {p: {'memory_gb': 0.0, 'fits': True} for p in ('fp32', 'fp16', 'bf16', 'fp8', 'int8', 'int4', 'fp4')}\n"
+            "    return {'precisions': table, 'recommendation': 'bf16'}\n"),
+        "snr_solution": ("def calculate_snr(original, quantized):\n    return 0.0\n\n\n"
+                         "def snr_by_format(weights):\n    return {'int8': 40.0, 'int4': 15.0, 'fp8': 31.0, 'fp4': 20.0}\n"),
+        "snr_answer": "BEST_FORMAT_FOR_GAUSSIAN = 'int8'\n",
+        "advisor_solution": (
+            "def recommend_precision(model_params_billions, memory_budget_gb=128, task='inference', quality_priority='balanced'):\n"
+            "    return {'precision': 'bf16', 'memory_gb': 0.0, 'fits': True, 'reasoning': 'BF16 keeps the quality.'}\n"),
+    },
+    "stubs_and_best_format": {"snr_answer": "BEST_FORMAT_FOR_GAUSSIAN = 'int8'\n"},
+}
+
+
+def test_trivial_and_constant_answers_score_zero_on_every_exercise():
+    assert set(EMPTY) == set(demo.solution_sources("lab321"))  # every solution cell of the model solution
+    for name, answers in {"empty": {}, **CONSTANT}.items():
+        student = LocalStudent({**EMPTY, **answers})
+        for seed in SEEDS[:2]:
+            scores, failed = local_scores(student, seed)
+            assert scores == {ex: 0.0 for ex in FULL}, (name, seed, {c: m for c, m in failed.items()})
+            assert_hidden_rule(failed)
+
+
+def test_consistency_checks_say_why_a_constant_earns_nothing():
+    student = LocalStudent({**EMPTY, **CONSTANT["constant_none"]})
+    _, failed = local_scores(student, SEEDS[0])
+    assert "earn credit only together with memory_gb computed from the inputs" in failed["memory_fits_at_budget_example"]
+    assert "earn credit only together with memory_gb computed" in failed["memory_bad_input"]
+    assert "must measure the noise" in failed["snr_identical"]
+    assert "measures its input" in failed["best_format_is_a_key"]
+    assert "memory_gb is off" in failed["advisor_reasoning"]
+
+
+def test_demo_mistakes_keep_their_scores():
+    """The demo table (docs/benchmarks.md): each mistake loses only its own checks."""
+    want = {"snr_20log10": 23.5, "snr_amplitude": 23.5, "snr_swapped": 24.5, "memory_gib": 25,
+            "memory_no_headroom": 26, "memory_training_x4": 27, "advisor_fp4_training": 27,
+            "advisor_fp32_training": 27, "advisor_ignores_budget": 27, "weights_per_tensor": 25.5}
+    assert set(want) == set(LAB.mistakes)
+    for sid, total in want.items():
+        scores, _ = local_scores(LocalStudent(LAB.mistakes[sid][1](demo.solution_sources("lab321"))), SEEDS[0])
+        assert sum(scores.values()) == total, (sid, scores)

@@ -428,7 +428,7 @@ def test_one_nvfp4_element_formula_and_why_the_order_matters(run, markdown):
     ns, out = run
     flat = " ".join(markdown.split())
     assert "x / (t * s))" not in flat  # Part 4 used to write e2m1(x / (t * s))
-    assert flat.count("e2m1(clamp(x * ((1 / t) / s), -6, 6))") == 2  # Part 4 and Exercise 3
+    assert flat.count("e2m1(clamp(x * ((1 / t) / s), -6, 6))") == 2  # Part 4 and Exercise 1
     assert "the order of torchao's NVFP4" in flat
     # The demonstration, recomputed in numpy float32 from reference's t and s of the walkthrough block
     w = ns["NVFP4_WALK"]["w"]

@@ -18,7 +18,8 @@ its grade cells' ids. Every notebook runs once in the sandbox the grader uses (s
 check is one test. The summary has one heading per notebook with that notebook's own totals
 (a Jupyter duplicate, ``lab321-Copy1.ipynb``, is its own notebook). A stub that still raises
 NotImplementedError is reported as "not implemented yet", a cell that does not parse as
-"SYNTAX ERROR in code cell N (line L)", a wrong answer as "wrong on <input>".
+"SYNTAX ERROR in the code cell starting "<first line>" under "<heading>" (line L)" (JupyterLab shows
+headings, not code cell numbers), a wrong answer as "wrong on <input>".
 
 A submission is data (grader/studentfiles.py). Before pytest loads any conftest.py, the plugin
 refuses to run when a student's file already has a say in this process (pytest read its
@@ -119,7 +120,10 @@ def pytest_load_initial_conftests(early_config, parser, args):
     why = _refusal(early_config)
     if why:
         raise pytest.UsageError(f"self-check: {why}")
-    found, touched = sf.scan(_scope(early_config))
+    scope = _scope(early_config)
+    if any(_has_notebooks(p) for p in scope):
+        _warm_sandbox()  # boots while pytest starts up and this process imports the labs
+    found, touched = sf.scan(scope)
     if touched:
         early_config.known_args_namespace.noconftest = True
     _IGNORED.clear()
@@ -149,6 +153,44 @@ def pytest_sessionstart(session):
             print(line, file=sys.stderr)
 
 
+def _has_notebooks(path: Path) -> bool:
+    """A notebook named, or one in a folder named (two levels deep), outside the repository's own tests/."""
+    try:
+        path = path.resolve()
+        if path.is_relative_to(REPO_TESTS):
+            return False
+        if path.suffix == ".ipynb":
+            return path.is_file()
+        return path.is_dir() and any(True for pattern in ("*.ipynb", "*/*.ipynb") for _ in path.glob(pattern))
+    except OSError:
+        return False
+
+
+_WARMING: list = []  # the thread that boots the sandbox's warm parent, once per run
+
+
+def _warm_sandbox() -> None:
+    """Boot the sandbox's warm parent (the process that imports torch, numpy and matplotlib once for every
+    notebook) in the background as soon as a notebook is seen, so it boots while this process reads the
+    course and imports the labs' checks (torch too); the notebook's masks and limits are set later, when
+    :func:`_launch` starts the notebook from it. A failure here is left for the launch to report."""
+    if _WARMING:
+        return
+    import threading
+
+    from ..sandbox import zygote
+
+    def boot():
+        try:
+            zygote()
+        except Exception:  # noqa: BLE001 - Sandbox.launch starts it again and reports why it cannot
+            pass
+
+    t = threading.Thread(target=boot, name="self-check-warm-sandbox", daemon=True)
+    _WARMING.append(t)
+    t.start()
+
+
 def _launch(path: Path):
     """Start the notebook's sandbox at collection time, so it runs while pytest goes on."""
     from .. import config
@@ -168,21 +210,53 @@ def _launch(path: Path):
     return _SESSIONS[path]
 
 
-def syntax_errors(path: Path) -> list[str]:
-    """'SYNTAX ERROR in code cell N (line L): message' for each code cell that does not parse
-    (as IPython reads it: magics and ! lines are fine). Nothing is executed."""
-    from IPython.core.inputtransformer2 import TransformerManager
-
+def _code_cells_with_places(path: Path) -> list[tuple[str, str]]:
+    """(source, where) of each code cell; ``where`` names the cell as JupyterLab shows it: the nearest
+    markdown heading above it and the cell's first line (JupyterLab numbers no cells)."""
     from ..grading.nbfile import read_cells
+
+    sources = read_cells(path)  # the same code cells the sandbox runs (NotebookError if unreadable)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8", errors="replace"))
+        cells = [c for c in raw.get("cells", []) if isinstance(c, dict)]
+    except (OSError, ValueError, AttributeError):
+        cells = []
+    headings, heading = [], ""
+    for c in cells:
+        src = c.get("source", "")
+        src = "".join(map(str, src)) if isinstance(src, list) else str(src)
+        if c.get("cell_type") == "markdown":
+            for line in src.splitlines():
+                if line.lstrip().startswith("#"):
+                    heading = line.strip().lstrip("#").strip()
+        elif c.get("cell_type") == "code":
+            headings.append(heading)
+    out = []
+    for i, src in enumerate(sources):
+        heading = headings[i] if len(headings) == len(sources) else ""
+        first = next((line.strip() for line in src.splitlines() if line.strip()), "(empty)")
+        first = first if len(first) <= 60 else first[:57] + "..."
+        where = f'the code cell starting "{first}"'
+        out.append((src, where + (f' under "{heading}"' if heading else " (above the first heading)")))
+    return out
+
+
+def syntax_errors(path: Path) -> list[str]:
+    """'SYNTAX ERROR in the code cell starting "<its first line>" under "<heading>" (line L): message' for
+    each code cell that does not parse (as IPython reads it: magics and ! lines are fine). Nothing is executed."""
+    from IPython.core.inputtransformer2 import TransformerManager
 
     out = []
     tm = TransformerManager()
-    for i, src in enumerate(read_cells(path), 1):
+    for i, (src, where) in enumerate(_code_cells_with_places(path), 1):
         try:
             compile(tm.transform_cell(src), f"<code cell {i}>", "exec")
         except SyntaxError as exc:  # IndentationError and TabError included
             kind = "" if type(exc) is SyntaxError else f"{type(exc).__name__}: "
-            out.append(f"SYNTAX ERROR in code cell {i} (line {exc.lineno or '?'}): {kind}{exc.msg}")
+            lines = src.splitlines()
+            lead = next((k for k, line in enumerate(lines) if line.strip()), 0)  # IPython drops leading blank lines
+            line = exc.lineno + lead if exc.lineno else "?"
+            out.append(f"SYNTAX ERROR in {where} (line {line}): {kind}{exc.msg}")
         except Exception:  # noqa: BLE001 - a transformer oddity: the sandbox will report the cell
             continue
     return out
@@ -201,7 +275,7 @@ def _is_lab_notebook(path: Path) -> bool:
                    and isinstance(c["metadata"].get("nbgrader"), dict)
                    and c["metadata"]["nbgrader"].get("grade_id") in CONTRACT for c in cells)
     except (OSError, ValueError, RecursionError):
-        return True  # unreadable: collect it, so the user is told why
+        return True  # unreadable (or JSON nested too deeply): collect it, so the user is told why
 
 
 def wanted(file_path: Path, config: pytest.Config) -> bool:
@@ -234,7 +308,12 @@ class NotebookFile(pytest.File):
             tally.syntax = syntax_errors(path)
         except Exception:  # noqa: BLE001 - the sandbox reports what cannot be read
             tally.syntax = []
-        lab = lab_for_notebook(path, _course_root(path))
+        from ..grading.labs import UnknownLab
+
+        try:
+            lab = lab_for_notebook(path, _course_root(path))
+        except UnknownLab as exc:  # e.g. an empty notebook in a course with several labs: say so, check nothing
+            raise self.CollectError(f"self-check: {exc}; name the lab's notebook <lab id>.ipynb") from None
         for ex, checks in lab.exercises.by_exercise().items():
             for c in checks:
                 if c.hidden:
@@ -288,7 +367,10 @@ class CheckItem(pytest.Item):
 
 
 def pytest_collect_file(parent, file_path):
-    if not wanted(Path(file_path), parent.config):
+    p = Path(file_path)
+    if p.suffix == ".ipynb" and ".ipynb_checkpoints" not in p.parts and not p.resolve().is_relative_to(REPO_TESTS):
+        _warm_sandbox()
+    if not wanted(p, parent.config):
         return None
     return NotebookFile.from_parent(parent, path=file_path)
 

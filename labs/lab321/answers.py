@@ -55,7 +55,7 @@ BYTES_PER_PARAM = {
     "fp8": 1.0, "int8": 1.0,
     "fp4": 0.5, "int4": 0.5, "nvfp4": 0.5, "mxfp4": 0.5,
 }
-# Precisions the Exercise 1 table reports, in this order.
+# Precisions the Exercise 2 table reports, in this order.
 ANALYSIS_PRECISIONS = ("fp32", "fp16", "bf16", "fp8", "int8", "int4", "fp4")
 # Exercise answers that count the scales too (the lab's "scale overhead" of Part 5) are accepted as
 # well: fp4 as NVFP4 (4.5 bits) or MXFP4 (4.25), int4 with an FP16 scale (and zero point) per 128.
@@ -71,7 +71,7 @@ PRIORITY_START = {"inference": {"quality": 0, "balanced": 1, "memory": 2},
 PRIORITIES = ("quality", "balanced", "memory")
 
 
-# SNR: the shared measure (reference.snr.calculate_snr) is this lab's answer to Exercise 2
+# SNR: the shared measure (reference.snr.calculate_snr) is this lab's answer to Exercise 3
 from reference.snr import calculate_snr  # noqa: E402,F401
 
 
@@ -163,7 +163,7 @@ def kv_cache_gb(layers: int, kv_heads: int, head_dim: int, seq_len: int, batch: 
 
 def analyze_model_memory(params_billions: float, memory_budget_gb: float = 128, task: str = "inference",
                          bytes_per_param_table: dict | None = None) -> dict:
-    """Exercise 1: memory and fit of every precision, plus a recommendation.
+    """Exercise 2: memory and fit of every precision, plus a recommendation.
 
     Returns ``{"precisions": {name: {"memory_gb": float, "fits": bool}}, "recommendation": str | None}``.
     The recommendation is the first rung of the task's ladder (quality first) that fits, or

@@ -24,8 +24,8 @@
 # - how to measure quantization quality with the signal-to-noise ratio (SNR)
 # - what a real model's weights (all-MiniLM-L6-v2) look like to each format: outliers, kurtosis, per-channel scales
 #
-# **How this lab is graded.** Five graded exercises: `memory` (Exercise 1), `snr`
-# (Exercise 2), `quantizer` (Exercise 3: an FP8 and an NVFP4 encoder, bit for bit), `weights`
+# **How this lab is graded.** Five graded exercises, in the order they appear: `quantizer` (Exercise 1:
+# an FP8 and an NVFP4 encoder, bit for bit), `memory` (Exercise 2), `snr` (Exercise 3), `weights`
 # (Exercise 4: kurtosis and per-channel INT8 on a real model's weights) and `advisor` (the challenge). Each has a few *public* checks you can run here
 # and *hidden* checks with other inputs, run by the grader; every hidden check has a public sibling
 # on other inputs. **Self-check** (save the notebook first): in a terminal, in the folder of your
@@ -254,15 +254,14 @@ weights = torch.randn(50_000) * 0.05
 fp16_min_normal = format_min_normal(*FLOAT_FORMATS["fp16"])  # 2^-14: below it FP16's steps stop shrinking
 normal_range = (weights.abs() >= fp16_min_normal).numpy()
 REL_ERROR = {}  # name: (median, max, max over the weights in FP16's normal range)
-fig, ax = plt.subplots(1, 2, figsize=(12, 4))
+fig, ax = plt.subplots(1, 2, figsize=(12, 4), layout="tight")
 for i, name in enumerate(["fp16", "bf16"]):
     rel = ((round_to_float(weights, name) - weights).abs() / weights.abs()).numpy()
-    ax[i].hist(np.log10(rel[rel > 0]), bins=80, color=["tab:blue", "tab:orange"][i])
+    ax[i].hist(np.log10(rel[rel > 0]), bins=80, histtype="stepfilled", color=["tab:blue", "tab:orange"][i])
     ax[i].set(title=f"{name}: log10 relative error", xlabel="log10(|error| / |x|)")
     REL_ERROR[name] = (float(np.median(rel)), float(rel.max()), float(rel[normal_range].max()))
     print(f"{name}: median relative error {REL_ERROR[name][0]:.2e}, max {REL_ERROR[name][1]:.2e}, "
           f"max with |x| >= 2^-14 {REL_ERROR[name][2]:.2e}")
-plt.tight_layout()
 plt.show()
 print(f"{(~normal_range).sum()} of the {len(weights):,} weights lie below FP16's smallest normal 2^-14 = "
       f"{fp16_min_normal:.3g} (smallest |weight|: {weights.abs().min().item():.2e}); there FP16's step stays "
@@ -325,13 +324,12 @@ for bits in (8, 4):
 
 # %%
 w = torch.randn(2000) * 0.05
-fig, ax = plt.subplots(1, 3, figsize=(15, 4))
-ax[0].hist(w.numpy(), bins=100, color="gray"); ax[0].set_title("FP32 weights")
+fig, ax = plt.subplots(1, 3, figsize=(15, 4), layout="tight")
+ax[0].hist(w.numpy(), bins=100, histtype="stepfilled", color="gray"); ax[0].set_title("FP32 weights")
 for i, bits in ((1, 8), (2, 4)):
     q = symmetric_quantize(w, bits)
-    ax[i].hist(q.numpy(), bins=100, color="tab:green")
+    ax[i].hist(q.numpy(), bins=100, histtype="stepfilled", color="tab:green")
     ax[i].set_title(f"INT{bits}: {q.unique().numel()} distinct values")
-plt.tight_layout()
 plt.show()
 
 
@@ -368,7 +366,7 @@ for fmt in ("fp8_e4m3", "fp8_e5m2"):
 codes = torch.arange(256, dtype=torch.int32).to(torch.uint8).view(torch.float8_e4m3fn).float()
 levels = codes[torch.isfinite(codes) & (codes >= 0)].unique()
 assert torch.equal(round_to_float(levels, "fp8_e4m3"), levels)  # our cast keeps every one of them
-plt.figure(figsize=(10, 2.5))
+plt.figure(figsize=(10, 2.5), layout="tight")
 plt.plot(levels.numpy(), np.zeros(len(levels)), "|", markersize=20)
 plt.xscale("symlog", linthresh=0.01)
 plt.title(f"The {len(levels)} non-negative E4M3 values (symlog axis): geometric spacing")
@@ -384,7 +382,7 @@ plt.show()
 
 # %%
 def snr_db(signal, error):
-    # SNR in dB from a signal and its quantization ERROR (q - x): Exercise 2 asks for it from x and q.
+    # SNR in dB from a signal and its quantization ERROR (q - x): Exercise 3 asks for it from x and q.
     return 10 * math.log10(signal.double().pow(2).mean().item() / error.double().pow(2).mean().item())
 
 
@@ -426,7 +424,7 @@ for n in (1_000, 10_000, 100_000):
 #   (clamped to [2^-6, 448]); element `q = e2m1(clamp(x * ((1 / t) / s), -6, 6))`, value `q * (t * s)`.
 #   In exact arithmetic `x * ((1 / t) / s)` is `x / (t * s)`; in float32 each operation rounds, and the
 #   two orders can differ by one ulp. That ulp matters when the quotient lies on a boundary between two
-#   E2M1 values: it decides the code (the walkthrough below shows one). This notebook, Exercise 3, the
+#   E2M1 values: it decides the code (the walkthrough below shows one). This notebook, Exercise 1, the
 #   grader and `reference/` all use `x * ((1 / t) / s)`, the order of torchao's NVFP4.
 # - **MXFP4** (OCP Microscaling v1.0): blocks of 32, each with an **E8M0** scale (a power of two):
 #   `s = 2^(floor(log2 max|block|) - 2)` (2 = E2M1's largest exponent); element
@@ -483,7 +481,7 @@ print(f"Bits per weight, scales included: NVFP4 4 + 8/16 = {4 + 8 / 16:g}, MXFP4
 print(f"NVFP4 is {16 / 4.5:.2f}x smaller than FP16/BF16 and {8 / 4.5:.2f}x smaller than FP8; MXFP4 {16 / 4.25:.2f}x vs FP16")
 
 # %%
-fig, ax = plt.subplots(1, 2, figsize=(13, 4))
+fig, ax = plt.subplots(1, 2, figsize=(13, 4), layout="tight")
 e2m1 = torch.tensor([0, 0.5, 1, 1.5, 2, 3, 4, 6.0])
 int4 = torch.arange(0, 8.0) * 6 / 7
 ax[0].plot(e2m1.numpy(), np.ones(8), "o", label="E2M1 (FP4)")
@@ -491,9 +489,8 @@ ax[0].plot(int4.numpy(), np.zeros(8), "s", label="INT4 scaled to the same max")
 ax[0].set_yticks([]); ax[0].legend(); ax[0].set_title("Non-negative levels: FP4 is denser near 0")
 sample = w[:8].reshape(-1)
 for name, q in (("INT4", symmetric_quantize(w, 4)), ("NVFP4", nvfp4_quantize(w))):
-    ax[1].hist((q - w).reshape(-1).numpy(), bins=120, alpha=0.6, label=name)
+    ax[1].hist((q - w).reshape(-1).numpy(), bins=120, histtype="stepfilled", alpha=0.6, label=name)
 ax[1].set_title("Error distribution"); ax[1].legend()
-plt.tight_layout()
 plt.show()
 
 # %% [markdown]
@@ -535,7 +532,7 @@ ORDER_DEMO = {"x": nv_tie.item(), "divided": nv_divided.item(), "multiplied": nv
               "q_multiplied": round_to_float(nv_multiplied, "fp4_e2m1").item()}
 print(f"Order matters: x = {ORDER_DEMO['x']:.10g} with this t and s. x / (t * s) = {ORDER_DEMO['divided']:.9g} "
       f"-> E2M1 {ORDER_DEMO['q_divided']:g} (a tie, to even); x * ((1 / t) / s) = {ORDER_DEMO['multiplied']:.9g} "
-      f"-> E2M1 {ORDER_DEMO['q_multiplied']:g}. NVFP4 here, Exercise 3 and the grader use x * ((1 / t) / s).")
+      f"-> E2M1 {ORDER_DEMO['q_multiplied']:g}. NVFP4 here, Exercise 1 and the grader use x * ((1 / t) / s).")
 
 # MXFP4 with the OCP FLOOR rule s = 2^(floor(log2 amax) - 2): amax / s lies in [4, 8), and E2M1 stops at 6.
 mx_blocks = w.reshape(-1, 32)
@@ -573,13 +570,12 @@ print(f"  squared error of the block: FLOOR {(MX_WALK['decoded'] - mx_x).pow(2).
 SNR_SUMMARY = {"FP16": snr_db(gauss, gauss.half().float() - gauss), "BF16": snr_db(gauss, gauss.bfloat16().float() - gauss),
                "INT8": SNR_8BIT["Gaussian"][0], "FP8 E4M3": SNR_8BIT["Gaussian"][1], "FP8 E5M2": FP8_SNR["fp8_e5m2"],
                **FOUR_BIT_SNR}
-fig, ax = plt.subplots(figsize=(8, 4))
+fig, ax = plt.subplots(figsize=(8, 4), layout="tight")
 colors = ["tab:gray"] * 2 + ["tab:blue"] * 3 + ["tab:orange"] * len(FOUR_BIT_SNR)
 bars = ax.barh(list(SNR_SUMMARY)[::-1], list(SNR_SUMMARY.values())[::-1], color=colors[::-1])
 ax.bar_label(bars, fmt="%.1f dB", padding=3)
 ax.set(xlabel="SNR (dB), higher is better", xlim=(0, 85),
        title="SNR on Gaussian weights by format")
-plt.tight_layout()
 plt.show()
 
 
@@ -634,7 +630,7 @@ for name, peaks in PEAK_TO_RMS.items():
 # different (and model-independent) quantity.
 
 # %% [markdown]
-# ## Exercise 3 (graded: `quantizer`): write the quantizer, bit for bit
+# ## Exercise 1 (graded: `quantizer`): write the quantizer, bit for bit
 #
 # Real FP8/FP4 kernels consume **bit patterns**, not float32 values. Write two encoders.
 #
@@ -711,7 +707,7 @@ print([hex(c) for c in e4m3_encode(torch.tensor([1.0, 1.0625, 1.1875, 500.0, -0.
 print(nvfp4_encode(torch.linspace(-1, 1, 32))["scale_codes"])
 
 # %% nbgrader={"grade": true, "grade_id": "quantizer", "locked": true, "points": 6.0, "schema_version": 3, "solution": false}
-# The public checks of Exercise 3, the same ones the self-check and the grader run (the grader
+# The public checks of Exercise 1, the same ones the self-check and the grader run (the grader
 # also runs hidden checks with other inputs; they never run in the notebook).
 try:
     from grader.grading.local import run_public
@@ -808,7 +804,7 @@ for seq_len, batch in ((8192, 1), (32768, 4)):
           + ("within the headroom" if kv <= 0.2 * weights_70b else "the x 1.2 rule is not enough here"))
 
 # %%
-fig, ax = plt.subplots(1, 2, figsize=(14, 5))
+fig, ax = plt.subplots(1, 2, figsize=(14, 5), layout="tight")
 x = np.arange(len(model_sizes))
 for i, p in enumerate(precisions):
     ax[0].bar(x + i * 0.2, [calculate_model_memory(s, p) for s in model_sizes], 0.2, label=p.upper())
@@ -820,7 +816,6 @@ bars = ax[1].barh(list(bits), [16 / b for b in bits.values()], color="steelblue"
 for bar, b in zip(bars, bits.values()):
     ax[1].text(bar.get_width() + 0.05, bar.get_y() + 0.3, f"{16 / b:.2f}x ({b:g} bits)")
 ax[1].set(xlabel="compression vs BF16 (scale overhead included)", xlim=(0, 5.5))
-plt.tight_layout()
 plt.show()
 
 # %% [markdown]
@@ -830,7 +825,7 @@ plt.show()
 # read once and used for 2 FLOPs, so the memory, not the tensor cores, sets the pace:
 # tokens/s ≤ bandwidth / bytes of weights. DGX Spark has about 273 GB/s (LPDDR5x). The bound scales with
 # 1 / bytes per weight: halving the bits doubles it. NVFP4 is counted here with its E4M3 scales, 4.5 bits,
-# because those bytes are read too; Exercise 1 counts elements only (rule 1, 4 bits), which would claim
+# because those bytes are read too; Exercise 2 counts elements only (rule 1, 4 bits), which would claim
 # 4.5 / 4 = 1.125x NVFP4's real bound.
 
 # %% nbgrader={"grade": false, "grade_id": "decode_bandwidth", "locked": true, "schema_version": 3, "solution": false}
@@ -852,11 +847,11 @@ for size in (8, 70):
         print(f"{size}B {name:<6}({bits:>4g} bits/weight): {gb:6.1f} GB of weights -> at most "
               f"{decode_tokens_per_s(size, bits):5.1f} tokens/s" + ("" if gb <= 128 else "  (does not fit in 128 GB)"))
 print(f"FP8 / BF16: {decode_tokens_per_s(8, 8) / decode_tokens_per_s(8, 16):.2f}x the tokens/s; NVFP4 counted at "
-      f"4 bits (elements only, Exercise 1's rule) would claim {4.5 / 4:.3f}x its real bound")
+      f"4 bits (elements only, Exercise 2's rule) would claim {4.5 / 4:.3f}x its real bound")
 
 
 # %% [markdown]
-# ## Exercise 1 (graded: `memory`): memory analysis as a function
+# ## Exercise 2 (graded: `memory`): memory analysis as a function
 #
 # Write `analyze_model_memory(params_billions, memory_budget_gb=128, task="inference")` that returns
 #
@@ -910,7 +905,7 @@ for size, task in ((34, "inference"), (8.2, "training")):
     print("  recommendation:", analysis["recommendation"])
 
 # %% nbgrader={"grade": true, "grade_id": "memory", "locked": true, "points": 6.0, "schema_version": 3, "solution": false}
-# The public checks of Exercise 1, the same ones the self-check and the grader run (the grader
+# The public checks of Exercise 2, the same ones the self-check and the grader run (the grader
 # also runs hidden checks with other inputs; they never run in the notebook).
 try:
     from grader.grading.local import run_public
@@ -922,7 +917,7 @@ else:
 
 
 # %% [markdown]
-# ## Exercise 2 (graded: `snr`): signal-to-noise ratio
+# ## Exercise 3 (graded: `snr`): signal-to-noise ratio
 #
 # `SNR_dB = 10 * log10(signal_power / noise_power)` with `signal_power = sum(original^2)` and
 # `noise_power = sum((original - quantized)^2)` (means give the same ratio). The **first**
@@ -971,7 +966,7 @@ BEST_FORMAT_FOR_GAUSSIAN = "int8"
 ### END SOLUTION
 
 # %% nbgrader={"grade": true, "grade_id": "snr", "locked": true, "points": 6.0, "schema_version": 3, "solution": false}
-# The public checks of Exercise 2, the same ones the self-check and the grader run (the grader
+# The public checks of Exercise 3, the same ones the self-check and the grader run (the grader
 # also runs hidden checks with other inputs; they never run in the notebook).
 try:
     from grader.grading.local import run_public
@@ -1094,7 +1089,7 @@ if MINILM:
     print(f"{outlier} {tuple(outlier_w.shape)}: its largest |weight| is {outlier_w.abs().max():.2f}, {outlier_std:.0f} "
           f"standard deviations out; the median row's largest is {outlier_w.abs().amax(dim=1).median():.2f}")
 
-    fig, ax = plt.subplots(figsize=(13, 4.5))
+    fig, ax = plt.subplots(figsize=(13, 4.5), layout="tight")
     for fmt, style in zip(LAYER_FORMATS, ("o-", "s-", "^-", "v-")):
         ax.plot(range(len(order)), [MINILM_SNR[name][fmt] for name in order], style, ms=4, label=fmt)
     ax.annotate(f"{outlier}: one weight {outlier_std:.0f} std out", xy=(0, MINILM_SNR[outlier]["INT8"]),
@@ -1104,7 +1099,6 @@ if MINILM:
            title="all-MiniLM-L6-v2: SNR per layer and format (per-tensor INT8 and FP8, NVFP4, MXFP4)")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
-    plt.tight_layout()
     plt.show()
 
 # %% [markdown]
@@ -1261,7 +1255,7 @@ if MINILM_KURTOSIS:
 # Write `recommend_precision(model_params_billions, memory_budget_gb=128, task="inference",
 # quality_priority="balanced")` returning `{"precision", "memory_gb", "fits", "reasoning"}`.
 #
-# - Use the ladders of Exercise 1 (inference `bf16 -> fp8 -> fp4`, training `bf16 -> fp8`)
+# - Use the ladders of Exercise 2 (inference `bf16 -> fp8 -> fp4`, training `bf16 -> fp8`)
 #   and the memory rules of Part 5.
 # - `quality_priority` says where to start on the ladder. Inference: `"quality"` at bf16,
 #   `"balanced"` at fp8, `"memory"` at fp4. Training: `"quality"` and `"balanced"` at bf16 (BF16

@@ -143,6 +143,7 @@ def custom_budget(student, rng):
 
 @check("advisor", "advisor_reasoning", 0.5, "the reasoning text", hidden=False)
 def reasoning(student, rng):
-    got = _ask(student, 13, 128, "inference", "balanced", "a 13B model", fields=())
+    # a sentence earns credit only together with the answer it explains (precision, memory_gb and fits right)
+    got = _ask(student, 13, 128, "inference", "balanced", "a 13B model (inference, balanced)")
     if not isinstance(got["reasoning"], str) or len(got["reasoning"].strip()) < 10:
         raise Fail("'reasoning' must be a sentence or two explaining the choice.")

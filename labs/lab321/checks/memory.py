@@ -1,4 +1,4 @@
-"""Exercise ``memory``: analyze_model_memory (Exercise 1 as a function).
+"""Exercise ``memory``: analyze_model_memory (Exercise 2 as a function).
 
 Fair to answers that follow the notebook's text: precision names and dict keys in any case,
 memory_gb rounded to 1 or 2 decimals (within 0.1% or 0.05 GB), fp4/int4 with or without
@@ -6,7 +6,10 @@ scale overhead (the notebook says the grader accepts both). Training follows mix
 Adam (labs.lab321.answers: fp32 and bf16 16 B/param, fp8 15, fp4 14.5); the old "weights x 4" rule
 is named in the feedback. ``fits`` is checked against the
 student's own memory_gb and the budget, and ``recommendation`` against the student's own
-``fits``: a wrong memory value costs the value checks only, whatever the hidden seed.
+``fits``: a wrong memory value costs the value checks only, whatever the hidden seed. That
+consistency earns credit only together with memory values computed from the inputs
+(:func:`computed`): a constant table ("1e9 GB, nothing fits") is consistent with itself and earns
+nothing, nor does input validation in front of one.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from ..answers import ACCEPTED_BYTES, ANALYSIS_PRECISIONS, LADDERS
 from . import (exercise, Fail, as_bool, as_dict, as_name, as_number, check, gb_close, gb_hint,
                lower_keys, shown)
 
-exercise("memory", "Exercise 1: memory analysis", order=1)
+exercise("memory", "Exercise 2: memory analysis", order=2)
 
 
 def _table(student, size, budget, task, what):
@@ -61,7 +64,32 @@ def _check_values(student, cases, label):
                            "Check the bytes per parameter, GB = 1e9 bytes, and the task's rule.")
 
 
-def _check_fits(rows, size, budget, task, label):
+# memory_gb may differ from the rule (GiB, no headroom, another training rule: the value checks say so), but
+# never by more than this factor when it is computed from the inputs at all
+COMPUTED_FACTOR = 10.0
+
+
+def computed(student, rows, size, budget, task, label):
+    """Fail unless the table's memory_gb is computed from the inputs: within COMPUTED_FACTOR of the rule,
+    FP32 above FP4, and growing with the model size (a second call at twice the size)."""
+    why = (f"'fits' and the recommendation earn credit only together with memory_gb computed from the inputs, "
+           f"and your memory_gb for {label} is not:")
+    own = {p: as_number(rows[p]["memory_gb"], f"memory_gb of {p} for {label}") for p in ANALYSIS_PRECISIONS}
+    for p, g in own.items():
+        rule = answers.task_memory(size, p, task)
+        if not (rule / COMPUTED_FACTOR <= g <= rule * COMPUTED_FACTOR):
+            raise Fail(f"{why} memory_gb of {p} is more than {COMPUTED_FACTOR:g}x off the rule. Fix memory_gb first.")
+    if not own["fp32"] > own["fp4"]:
+        raise Fail(f"{why} FP32 must need more memory than FP4 (4 bytes per parameter against half a byte).")
+    _, twice = _table(student, 2 * size, budget, task, f"analyze_model_memory({2 * size:g}, ...)")
+    for p in ANALYSIS_PRECISIONS:
+        if not as_number(twice[p]["memory_gb"], f"memory_gb of {p} for twice the model size") > own[p]:
+            raise Fail(f"{why} twice the parameters must need more memory ({p} does not).")
+
+
+def _check_fits(rows, size, budget, task, label, student=None):
+    if student is not None:
+        computed(student, rows, size, budget, task, label)
     for p in ANALYSIS_PRECISIONS:
         fits = as_bool(rows[p]["fits"], f"'fits' of {p} for {label}")
         own = as_number(rows[p]["memory_gb"], f"memory_gb of {p} for {label}")
@@ -71,7 +99,9 @@ def _check_fits(rows, size, budget, task, label):
                        "<= memory_budget_gb. Use the budget you are given, and <= (not <).")
 
 
-def _check_recommendation(got, rows, task, label):
+def _check_recommendation(got, rows, task, label, student=None, size=None, budget=None):
+    if student is not None:  # the recommendation follows 'fits', which must follow computed memory values
+        _check_fits(rows, size, budget, task, label, student)
     rec = as_name(got["recommendation"], f"the recommendation for {label}")
     own_fits = {p: as_bool(rows[p]["fits"], f"'fits' of {p}") for p in ANALYSIS_PRECISIONS}
     want = next((p for p in LADDERS[task] if own_fits[p]), None)
@@ -128,7 +158,7 @@ def public_fits(student, rng):
     for size, budget, task in ((4.0, 64.0, "training"), (20.0, 24.0, "inference")):
         _, rows = _table(student, size, budget, task, f"analyze_model_memory({size:g}, memory_budget_gb={budget:g}, "
                                                       f"task={task!r})")
-        _check_fits(rows, size, budget, task, f"a {size:g}B model with a {budget:g} GB budget")
+        _check_fits(rows, size, budget, task, f"a {size:g}B model with a {budget:g} GB budget", student)
 
 
 @check("memory", "memory_fits_budget", 0.5, "custom budgets, including a model exactly at the budget")
@@ -136,7 +166,7 @@ def fits_budget(student, rng):
     for size, budget, task in FITS_ANCHORS + _cases(rng, "inference", 2) + _cases(rng, "training", 2):
         label = "a model exactly at the budget" if (size, budget) == FITS_ANCHORS[0][:2] else "custom budgets"
         _, rows = _table(student, size, budget, task, f"analyze_model_memory with {label}")
-        _check_fits(rows, size, budget, task, label)
+        _check_fits(rows, size, budget, task, label, student)
 
 
 # 8.2B training: bf16 131.2 GB does not fit 128, fp8 123 GB does.
@@ -149,22 +179,23 @@ REC_ANCHORS = [(150.0, 128.0, "inference"), (900.0, 64.0, "training"), (5.0, 128
 def public_recommendation(student, rng):
     for size, task in ((100.0, "inference"), (8.2, "training"), (13.0, "training")):
         got, rows = _table(student, size, 128.0, task, f"analyze_model_memory({size:g}, task={task!r})")
-        _check_recommendation(got, rows, task, f"a {size:g}B model ({task})")
+        _check_recommendation(got, rows, task, f"a {size:g}B model ({task})", student, size, 128.0)
 
 
 @check("memory", "memory_recommendation", 0.5, "recommendations for inference and training, and when nothing fits")
 def recommendation(student, rng):
     for size, budget, task in REC_ANCHORS + _cases(rng, "inference", 2) + _cases(rng, "training", 2):
         got, rows = _table(student, size, budget, task, "analyze_model_memory")
-        _check_recommendation(got, rows, task, f"{task} (size and budget not shown)")
+        _check_recommendation(got, rows, task, f"{task} (size and budget not shown)", student, size, budget)
 
 
 @check("memory", "memory_bad_input", 1, "a negative model size and a zero budget", hidden=False)
 def bad_input(student, rng):
     from grader.sandbox import StudentError
 
-    # Raising ValueError on everything is not validation: a valid size must give a table.
-    as_dict(student.call("analyze_model_memory", 7), "analyze_model_memory(7)", ("precisions", "recommendation"))
+    # Raising ValueError on everything is not validation: a valid size must give a table, computed from it.
+    _, rows = _table(student, 7, 128.0, "inference", "analyze_model_memory(7)")
+    computed(student, rows, 7, 128.0, "inference", "analyze_model_memory(7)")
     for args, kwargs, what in (((-7,), {}, "a negative model size"), ((7,), {"memory_budget_gb": 0}, "a budget of 0 GB")):
         try:
             student.call("analyze_model_memory", *args, **kwargs)

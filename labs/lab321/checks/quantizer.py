@@ -22,7 +22,7 @@ from reference.quantize import decode, encode
 
 from . import Fail, as_dict, as_number, check, exercise, lower_keys, HIDDEN
 
-exercise("quantizer", "Exercise 3: write the quantizer (FP8 E4M3 and NVFP4, bit-exact)", order=3)
+exercise("quantizer", "Exercise 1: write the quantizer (FP8 E4M3 and NVFP4, bit-exact)", order=1)
 NAN_CODES = (0x7F, 0xFF)
 
 
@@ -86,6 +86,9 @@ def _compare_nvfp4(student, x: np.ndarray, what: str, public: bool) -> None:
     t = as_number(out["tensor_scale"], f"nvfp4_encode on {what}: tensor_scale")
     if np.float32(t) != np.float32(want_t) or (t != want_t and abs(t - want_t) > 1e-7 * abs(want_t)):
         shown = f" You gave {t!r}, expected {want_t!r} (amax / (448 * 6), in float32)." if public else ""
+        if public and np.float32(t) == two_divisions(x):
+            shown += (" Your value is max|x| / 448 / 6: two divisions round twice in float32, and differ from one"
+                      " division by 448 * 6 = 2688 for about a third of all max|x|. Divide once.")
         raise Fail(f"nvfp4_encode on {what}: tensor_scale is wrong.{shown} The decode-direction scale is "
                    "max|x| / (448 * 6), NaN ignored, 1 for an all-zero tensor.")
     scales = _codes(out["scale_codes"], want_scales.shape, f"nvfp4_encode on {what}: scale_codes")
@@ -110,7 +113,16 @@ def _compare_nvfp4(student, x: np.ndarray, what: str, public: bool) -> None:
         raise Fail(f"nvfp4_encode on {what}: {int(bad.sum())} of {x.size} element codes differ.{detail}")
 
 
+def two_divisions(x: np.ndarray) -> np.float32:
+    """The tensor scale as max|x| / 448 / 6 in float32 (a common mistake: two roundings)."""
+    amax = np.float32(np.nanmax(np.abs(x))) if x.size and not np.isnan(x).all() else np.float32(0)
+    return np.float32(np.float32(amax / np.float32(448)) / np.float32(6))
+
+
 # ---- inputs ------------------------------------------------------------------------------------
+
+# max|x| = 0.3 (in float32): max|x| / 448 / 6 and max|x| / (448 * 6) round to different float32 values
+SCALE_PUBLIC = (np.linspace(-1, 1, 32, dtype=np.float32) * np.float32(0.3)).reshape(1, 32)
 
 def _e4m3_grid() -> np.ndarray:
     codes = torch.arange(0, 0x7F, dtype=torch.uint8)  # non-negative finite codes
@@ -168,10 +180,12 @@ def e4m3_special(student, rng):
     _compare_e4m3(student, x, "saturation, infinities, NaN and signed zeros", public=False)
 
 
-@check("quantizer", "nvfp4_public", 1, "nvfp4_encode on a 2x64 tensor: ties, zero, NaN and tiny blocks, an outlier",
-       hidden=False)
+@check("quantizer", "nvfp4_public", 1, "nvfp4_encode on a 2x64 tensor (ties, zero, NaN and tiny blocks, an outlier) "
+       "and a 1x32 tensor whose max|x| is 0.3 (the tensor scale rounded once)", hidden=False)
 def nvfp4_public(student, rng):
     _compare_nvfp4(student, _nvfp4_public(), "the public 2x64 tensor", public=True)
+    _compare_nvfp4(student, SCALE_PUBLIC.copy(), "the public 1x32 tensor 0.3 * linspace(-1, 1, 32) (max|x| = 0.3)",
+                   public=True)
 
 
 @check("quantizer", "nvfp4_scales", 1, "nvfp4_encode: heavy tails and block magnitudes across 40 binades")

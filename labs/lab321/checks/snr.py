@@ -13,7 +13,7 @@ from .. import answers
 
 from . import exercise, Fail, as_dict, as_number, check, close, ratio_hint, shown
 
-exercise("snr", "Exercise 2: signal-to-noise ratio", order=2)
+exercise("snr", "Exercise 3: signal-to-noise ratio", order=3)
 TOL_DB = 0.01  # the notebook states: SNR within 0.01 dB (float64 vs float32 sums differ far less)
 FORMAT_TOL_DB = 0.05
 
@@ -71,6 +71,13 @@ def identical(student, rng):
     got = as_number(got, "calculate_snr on identical tensors")
     if not (math.isinf(got) and got > 0):
         raise Fail("calculate_snr on identical tensors must return float('inf'): the noise power is 0.")
+    # inf earns credit only from an SNR that measures: finite with noise, and lower with more of it
+    noisy = [as_number(student.call("calculate_snr", x, (x + x[::-1] * k).astype(np.float32)),
+                       f"calculate_snr on a copy with {k:g}x noise") for k in (0.1, 0.5)]
+    if not (all(math.isfinite(v) for v in noisy) and noisy[0] > noisy[1]):
+        raise Fail("calculate_snr must measure the noise: identical tensors give inf, but the same 256 values "
+                   f"plus noise at 0.1x and 0.5x their scale gave {noisy[0]:.4g} and {noisy[1]:.4g} dB (finite, "
+                   "and lower with more noise).")
 
 
 @check("snr", "snr_2d_example", 0.25, "a 2x3 tensor with values in the thousands", hidden=False)
@@ -113,8 +120,22 @@ def _by_format(student, w):
                    "nvfp4_quantize) and your calculate_snr.")
 
 
+def _table_measures(student, w: np.ndarray) -> None:
+    """The best format earns credit only with an snr_by_format that measures its input: its table for
+    Gaussian weights must differ from its table for heavy-tailed (Laplace) weights."""
+    tables = [as_dict(student.call("snr_by_format", x), f"snr_by_format on {what}", ("int8", "int4", "fp8", "fp4"))
+              for x, what in ((w, "Gaussian weights"),
+                              (np.random.default_rng(7).laplace(size=w.size).astype(np.float32) * float(np.std(w)),
+                               "Laplace weights"))]
+    values = [[as_number(t[k], f"snr_by_format[{k!r}]") for k in ("int8", "int4", "fp8", "fp4")] for t in tables]
+    if values[0] == values[1] or not all(math.isfinite(v) for row in values for v in row):
+        raise Fail("BEST_FORMAT_FOR_GAUSSIAN earns credit only together with an snr_by_format that measures its "
+                   "input: yours returned the same (or a non-finite) table for Gaussian and for Laplace weights.")
+
+
 @check("snr", "best_format_is_a_key", 0.5, "BEST_FORMAT_FOR_GAUSSIAN is one of snr_by_format's keys", hidden=False)
 def public_best_format(student, rng):
+    _table_measures(student, _fixed(1024, 0.02))
     got = student.get("BEST_FORMAT_FOR_GAUSSIAN")
     if not isinstance(got, str) or got.strip().lower() not in ("int8", "int4", "fp8", "fp4"):
         raise Fail(f"BEST_FORMAT_FOR_GAUSSIAN must be one of 'int8', 'int4', 'fp8', 'fp4'; it is {shown(got)}.")
@@ -126,6 +147,7 @@ def best_format(student, rng):
     if not isinstance(got, str):
         raise Fail("BEST_FORMAT_FOR_GAUSSIAN must be a string such as 'int4'.")
     x = torch.from_numpy(rng.standard_normal(16 * 1024).astype(np.float32))
+    _table_measures(student, x.numpy())
     snrs = {k: answers.calculate_snr(x, reference.fake_quantize(x, n))
             for k, n in (("int8", "int8"), ("int4", "int4"), ("fp8", "fp8_e4m3fn"), ("fp4", "nvfp4"))}
     if got.strip().lower() != max(snrs, key=snrs.get):
