@@ -165,7 +165,8 @@ def _demo_lab(lab, root: Path, where: Path | None, keep: bool) -> int:
     CONTRACT = lab.exercises.contract
     order = sorted(CONTRACT, key=lambda k: CONTRACT[k].order)
     widths = {k: max(len(k), 4) + 2 for k in order}
-    print(f"{'student':<24}" + "".join(f"{k:>{widths[k]}}" for k in order) + f"{'total':>8}  agree  what it is")
+    name_w = max(24, *(len(sid) + 1 for sid in subs))
+    print(f"{'student':<{name_w}}" + "".join(f"{k:>{widths[k]}}" for k in order) + f"{'total':>8}  agree  what it is")
     agree_all = True
     for sid, (desc, _) in subs.items():
         nbg = book.get(sid, {})
@@ -173,7 +174,7 @@ def _demo_lab(lab, root: Path, where: Path | None, keep: bool) -> int:
         mine = {k: e.score for k, e in rep.exercises.items()}
         agree = all(abs(nbg.get(k, -1) - v) < 1e-9 for k, v in mine.items())
         agree_all &= agree
-        print(f"{sid:<24}" + "".join(f"{nbg.get(k, 0):>{widths[k]}g}" for k in order)
+        print(f"{sid:<{name_w}}" + "".join(f"{nbg.get(k, 0):>{widths[k]}g}" for k in order)
               + f"{sum(nbg.values()):>8g}  {'yes' if agree else 'NO '}    {desc}")
     canary = next((line.split("lab-grader: ", 1)[1] for line in log.read_text(errors="replace").splitlines()
                    if "lab-grader: canary:" in line), "canary: no line in the log")
