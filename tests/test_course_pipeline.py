@@ -288,7 +288,7 @@ def test_class_with_attackers_grades_honest_students_unchanged(course):
     assert set(ATTACKERS) <= set(book), "the batch stopped at an attacker"
     assert book["attacker_course_files"] == FULL  # its own answers are right; its attacks found nothing
     assert book["attacker_exits"] == FULL  # the cell that exits is skipped: it costs only itself
-    assert book["attacker_forges_output"]["snr"] == 1.0
+    assert book["attacker_forges_output"]["snr"] == 0.0  # garbage SNR and a constant best format: nothing
     import nbformat
     forged = nbformat.read(course / "autograded" / "attacker_forges_output" / LAB / f"{LAB}.ipynb", as_version=4)
     printed = "".join(o.get("text", "") for c in forged.cells if c.cell_type == "code"

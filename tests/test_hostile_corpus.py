@@ -34,7 +34,9 @@ GARBAGE_ADVISOR = '''
 def recommend_precision(model_params_billions, memory_budget_gb=128, task="inference", quality_priority="balanced"):
     return {"precision": "fp4", "memory_gb": 0.0, "fits": True, "reasoning": "trust me, it is fine"}
 '''
-ONLY_BEST_FORMAT = {**FULL, "snr": 1.0}  # garbage SNR keeps only the constant answer
+# Garbage SNR earns nothing: a constant best-format answer counts only beside an snr_by_format that measures
+# its input (no points for content-free answers)
+ONLY_BEST_FORMAT = {**FULL, "snr": 0.0}
 
 
 def settings(**limits):
@@ -62,7 +64,7 @@ builtins.isinstance = lambda *a: True
 '''), ONLY_BEST_FORMAT),
     "input_transformer_blanks_later_cells": (dict(replace={"advisor_solution": GARBAGE_ADVISOR + '''
 get_ipython().input_transformers_cleanup.append(lambda lines: ["pass\\n"])
-'''}), {**FULL, "advisor": 0.5}),
+'''}), {**FULL, "advisor": 0.0}),  # a reasoning string alone earns nothing
     "lying_objects": (dict(replace={"snr_solution": '''
 class Liar(float):
     def __eq__(self, other): return True
