@@ -7,7 +7,7 @@
   course and ``nbgrader db`` fails. The interpreter's own bin folder goes first on PATH.
 * nbgrader 0.9.6 under SQLAlchemy 2 warns ``SAWarning: Object of type <SubmittedAssignment> not in
   session, add operation along 'Student.submissions' will not proceed`` for every new submission
-  (its autoflush meets an object it adds to the session a line later; the rows are written). Only
+  (its autoflush meets an object it adds to its session a line later; the rows are written). Only
   that warning, from nbgrader's own module, is filtered.
 
 Light (the standard library and SQLAlchemy's warning class): it runs whenever nbgrader reads the
