@@ -223,6 +223,56 @@ def test_flooding_attackers_beside_two_model_solutions_cost_them_nothing(tmp_pat
     assert got["grew"] < 2 * PARSE_MEMORY_BOUND, f"the grader grew by {got['grew'] >> 20} MiB"
 
 
+_HWM_AUTOGRADE = '''
+import json, sys
+from nbgrader.apps.nbgraderapp import NbGraderApp  # nbgrader's own imports belong to the baseline
+from grader import config
+from grader.grading.canary import run_canary
+
+def hwm():
+    return int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]) << 10
+
+run_canary(config.load(None), "lab321")  # the canary nbgrader's hook runs first (cached for this process)
+base = hwm()
+sys.argv = ["nbgrader", "autograde", "lab321", "--force"]
+try:
+    NbGraderApp.launch_instance()
+    rc = 0
+except SystemExit as exc:
+    rc = exc.code
+print(json.dumps({"rc": rc, "grew": hwm() - base}))
+'''
+
+
+@linux
+def test_flooding_attackers_beside_two_model_solutions_in_nbgrader_autograde(tmp_path):
+    """`nbgrader autograde` with grading ahead (the same threads as `class`): the flooding attackers cost
+    the two model solutions nothing, and nbgrader's process grows by less than the stated bound."""
+    from grader.course import demo
+
+    course = tmp_path / "course"
+    demo.copy_course(course)
+    r = subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", "lab321", "--force"], cwd=course,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    release = course / "assignments" / "lab321" / "lab321.ipynb"
+    model = demo.solution_sources("lab321")
+    for sid, extra in (("alice", ""), ("mallory", HUGE_PROGRESS), ("oscar", LARGE_PROGRESS), ("zoe", "")):
+        sources = {**model, "advisor_solution": model["advisor_solution"] + "\n" + extra}
+        demo.write_submission(release, course / "submitted" / sid / "lab321" / "lab321.ipynb", sources)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "LAB_GRADER_JOBS": "2"}
+    r = subprocess.run([sys.executable, "-c", _HWM_AUTOGRADE], cwd=course, env=env, capture_output=True, text=True,
+                       timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got["rc"] in (0, None), r.stderr[-3000:]
+    assert "prefetched in parallel" in r.stderr, "grading ahead did not run"
+    book = demo.gradebook_scores(course, "lab321")
+    assert book["alice"] == FULL and book["zoe"] == FULL, book
+    assert book["mallory"]["advisor"] == 0.0 and book["oscar"]["advisor"] == 0.0, "the flooding cells did not run"
+    assert got["grew"] < 2 * PARSE_MEMORY_BOUND, f"nbgrader grew by {got['grew'] >> 20} MiB"
+
+
 # ---------------------------------------------------------------------------------------
 # numbers the notebook sends are checked against what the grader knows
 # ---------------------------------------------------------------------------------------
