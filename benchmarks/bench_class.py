@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from grader.course import demo  # noqa: E402
 
-LAB = demo.LAB
+LAB = "lab321"  # the class benchmark grades Lab 3.2.1
 HOSTILE = {
     "hostile_exit": "import os\nos._exit(0)\n",
     "hostile_kill": "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n",
@@ -63,13 +63,13 @@ def make_course(n: int) -> Path:
     subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", LAB, "--force"], cwd=course,
                    env=env(1), capture_output=True, check=True)
     release = course / "assignments" / LAB / f"{LAB}.ipynb"
-    kinds = list(demo.submissions().items())
+    kinds = list(demo.submissions(LAB).items())
     kinds += [(k, ("hostile", src)) for k, src in HOSTILE.items()]
     for i in range(n):
         sid, (_, sources) = kinds[i % len(kinds)]
         dest = course / "submitted" / f"s{i:03d}_{sid}" / LAB / f"{LAB}.ipynb"
         if sid in HOSTILE:
-            demo.write_submission(release, dest, demo.solution_sources())
+            demo.write_submission(release, dest, demo.solution_sources(LAB))
             nb = nbformat.read(dest, as_version=4)
             nb.cells.insert(1, nbformat.v4.new_code_cell(sources))
             nbformat.write(nb, dest)
