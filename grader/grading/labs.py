@@ -248,3 +248,14 @@ def _lab_modules(lab: Lab) -> list:
 
 __all__ = ["ENTRY_POINT_GROUP", "Lab", "Registry", "UnknownLab", "all_labs", "get_lab", "lab_for_notebook",
            "installed", "resolve", "trusted_paths"]
+
+
+def edit_cell(cell: str, old: str, new: str) -> Callable[[dict], dict]:
+    """A demo mistake as an edit of the model solution: ``old`` replaced by ``new`` in solution cell ``cell``
+    (``Lab.mistakes`` values take it). An ``old`` that is not there is an error, never a silent no-op."""
+    def apply(sol: dict[str, str]) -> dict[str, str]:
+        src = sol[cell]
+        if old not in src:
+            raise RuntimeError(f"demo mistake: {old!r} not found in {cell}")
+        return {**sol, cell: src.replace(old, new)}
+    return apply

@@ -5,14 +5,7 @@ mistake, and prints what each scores (each mistake costs points of its own exerc
 
 from __future__ import annotations
 
-
-def _edit(cell: str, old: str, new: str):
-    def apply(sol: dict[str, str]) -> dict[str, str]:
-        src = sol[cell]
-        if old not in src:
-            raise RuntimeError(f"demo mistake: {old!r} not found in {cell}")
-        return {**sol, cell: src.replace(old, new)}
-    return apply
+from grader.grading.labs import edit_cell as _edit
 
 
 def _chain(*edits):
