@@ -30,14 +30,17 @@ NB = ROOT / "source" / "lab321" / "lab321.ipynb"
 
 
 def legacy_sandbox(commit: str):
-    """``grader/sandbox/`` of ``commit`` (with the one grading module it imports) as the package
+    """``grader/sandbox/`` of ``commit`` (with the one grading module it imported then, if any) as the package
     ``legacy_grader.sandbox``, its exceptions replaced by today's so that grade_cells handles them."""
     from grader import sandbox as today
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-old-"))
     listing = subprocess.run(["git", "ls-tree", "-r", "--name-only", commit, "grader/sandbox/"], cwd=ROOT,
                              capture_output=True, text=True, check=True).stdout.split()
-    for path in listing + ["grader/grading/text.py"]:
+    older = "grader/grading/text.py"  # where the sandbox's text helper lived before it moved into the sandbox
+    if subprocess.run(["git", "cat-file", "-e", f"{commit}:{older}"], cwd=ROOT, capture_output=True).returncode == 0:
+        listing.append(older)
+    for path in listing:
         if path.endswith(".py"):
             dst = tmp / "legacy_grader" / Path(path).relative_to("grader")
             dst.parent.mkdir(parents=True, exist_ok=True)

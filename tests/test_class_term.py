@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from grader.course import demo
-from grader.grading.text import clean
+from grader.sandbox.text import clean
 from helpers import ROOT
 
 LAB = "lab321"

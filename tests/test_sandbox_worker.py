@@ -116,3 +116,14 @@ def test_the_keeper_refuses_a_spec_it_does_not_know(monkeypatch):
     monkeypatch.setattr(Spec, "to_dict", lambda self: {**real(self), "bogus": 1})
     with Sandbox(["x = 1"], allow_fallback=False) as sb:
         assert sb.run.fault and "unknown fields ['bogus']" in sb.run.fault, sb.run.fault
+
+
+def test_the_sandbox_layer_imports_nothing_above_it():
+    # The three layers (docs/architecture.md): the sandbox imports nothing of grading, the course tools or a lab.
+    # Importing the sandbox alone in a fresh interpreter must load none of them.
+    code = ("import sys; import grader.sandbox; "
+            "print(sorted(m for m in sys.modules if m.startswith(('grader.grading', 'grader.course', 'labs', "
+            "'reference'))))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent,
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]", f"the sandbox layer imported modules above it: {out}"

@@ -47,7 +47,7 @@ from traitlets import Dict, Float, Unicode
 
 from .late import final_score, lateness_of
 from .results import GRADED, SUFFIX, read_record, write_checks_csv
-from ..grading.text import clean
+from ..sandbox.text import clean
 
 # Canvas: lib/content_zipper.rb, get_filename: "<sortable name>[_LATE]_<user id or anon_<id>>_<file id>_<name>"
 CANVAS = (r"^(?:(?!LATE_)(?P<name>[^/]+?)_)?(?:(?P<late>LATE)_)?(?P<lms_id>\d+|anon_[A-Za-z0-9]+)_"

@@ -19,7 +19,7 @@ from nbformat.v4 import new_output
 from .. import config
 from .prefetch import Prefetcher, find_converter
 from ..grading.grade import IsolationError, defang_output, grade_cells, report_lines_for_exercise
-from ..grading.text import clean
+from ..sandbox.text import clean
 
 
 class TrustedGrade(NbGraderPreprocessor):

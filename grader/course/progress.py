@@ -11,7 +11,7 @@ import threading
 import time
 from typing import Optional, TextIO
 
-from ..grading.text import clean
+from ..sandbox.text import clean
 
 log = logging.getLogger("lab_grader")
 

@@ -19,7 +19,7 @@ from typing import Optional
 
 from .late import late_text, lateness_of, record_final
 from .results import GRADED, check_columns, exercise_columns
-from ..grading.text import clean
+from ..sandbox.text import clean
 
 
 def esc(text) -> str:

@@ -29,7 +29,7 @@ from typing import Iterable, Optional
 
 from ..grading.grade import Report
 from .late import late_text, record_final
-from ..grading.text import clean
+from ..sandbox.text import clean
 
 GRADED = "graded"
 NO_NOTEBOOK = "no gradable notebook"

@@ -15,7 +15,7 @@ from .nbfile import read_cells
 from .checks import HIDDEN, Check, Fail, rng_for
 from .labs import Lab, resolve
 from ..sandbox import LEVELS, BudgetExceeded, EnvironmentFault, Sandbox, StudentError
-from .text import clean
+from ..sandbox.text import clean
 
 
 class IsolationError(EnvironmentFault):

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 
-from ..grading.text import clean
+from .text import clean
 from .worker import codec
 from .worker.codec import decode, encode_arg, frame  # noqa: F401 - the sandbox's plain data, shared with the worker
 from .worker.spec import Spec
