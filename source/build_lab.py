@@ -78,7 +78,7 @@ def build(text: str | None = None, lab_id: str = "lab321", course: Path | None =
     out.metadata = {"kernelspec": nb.metadata.get("kernelspec", KERNELSPEC), "language_info": {"name": "python"}}
     taken: set[str] = set()
     for c in nb.cells:
-        meta = {k: v for k, v in c.metadata.items() if k == "nbgrader"}
+        meta = {k: v for k, v in c.metadata.items() if k in ("nbgrader", "tags")}  # tags: e.g. "teaching"
         if c.cell_type == "markdown":
             new = nbformat.v4.new_markdown_cell(c.source, metadata=meta)
         elif c.cell_type == "code":

@@ -171,7 +171,7 @@ def test_format_table_and_worst_layer_agree_with_answers(notebook):
 def test_sensitivity_example_and_plan_figures_agree_with_answers(notebook):
     ns, out = notebook
     texts = A.sentences("public")[:10]
-    for line in out["sensitivity_solution"].splitlines():
+    for line in out["sensitivity_example"].splitlines():
         short, _, drop = line.split()[:3]
         name = CS.BY_SHORT[short]
         assert float(drop) == pytest.approx(CS.layer_drop(texts, "int8", name), abs=6e-6), short
@@ -192,7 +192,7 @@ def test_sensitivity_example_and_plan_figures_agree_with_answers(notebook):
 def test_w8a8_and_stochastic_rounding_agree_with_answers(notebook):
     _, out = notebook
     want = A.w8a8(A.sentences("public"))
-    lines = [ln for ln in out["activations_solution"].splitlines() if ln.startswith("INT8 per-channel weights")]
+    lines = [ln for ln in out["w8a8_example"].splitlines() if ln.startswith("INT8 per-channel weights")]
     for key, line in zip(("weights_only", "per_tensor", "per_token"), lines):
         assert key in line and numbers(line)[-1] == pytest.approx(want[key]["cosine"], abs=5e-5 + 3e-5)
     for fmt, line in zip(("bf16", "fp8_e4m3fn"), out["stochastic_rounding"].splitlines()):

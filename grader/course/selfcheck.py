@@ -199,10 +199,17 @@ def _launch(path: Path):
 
     if path not in _SESSIONS:
         settings = config.load(_course_root(path))
-        from ..grading.labs import all_labs
+        from ..grading import teaching
+        from ..grading.labs import UnknownLab, all_labs, lab_for_notebook
 
         all_labs(settings.course_root)  # every lab's trusted code joins the sandbox's masks
-        sb = Sandbox(read_cells(path), limits=settings.limits, level=settings.isolation,
+        cells = read_cells(path)
+        try:  # the lab's teaching cells are left out, as when grading
+            cells = teaching.without_teaching(cells, teaching.for_lab(lab_for_notebook(path, settings.course_root),
+                                                                       settings.course_root))
+        except UnknownLab:
+            pass  # collect() says which lab is missing
+        sb = Sandbox(cells, limits=settings.limits, level=settings.isolation,
                      course_root=settings.course_root)
         sb.launch()
         sb.hidden_seed = settings.hidden_seed  # the course config is read once per notebook

@@ -11,6 +11,7 @@ from typing import Any, Optional
 
 
 from .. import config
+from . import teaching
 from .nbfile import read_cells
 from .checks import HIDDEN, Check, Fail, rng_for
 from .labs import Lab, resolve
@@ -72,8 +73,11 @@ class Report:
 
 def grade_cells(cells: list[str], *, label: str = "notebook", exercises: Optional[list[str]] = None,
                 include_hidden: bool = True, settings: Optional[config.Settings] = None,
-                lab: "Lab | str | None" = None) -> Report:
+                lab: "Lab | str | None" = None, run_teaching_cells: bool = False) -> Report:
     """Run ``cells`` in a sandbox and score ``lab``'s checks. The core of every grading path.
+
+    The lab's teaching cells (tagged ``teaching``: they only show something) are left out unless
+    ``run_teaching_cells`` or a cell that runs uses a name they bind (:mod:`grader.grading.teaching`).
 
     Raises :class:`EnvironmentFault` (or :class:`IsolationError`) when the grading machine,
     not the submission, is at fault: such a run must not be scored at all.
@@ -84,6 +88,8 @@ def grade_cells(cells: list[str], *, label: str = "notebook", exercises: Optiona
     groups = lab.exercises.by_exercise()
     wanted = exercises or list(groups)
     allow_fallback = LEVELS.index(settings.min_isolation) < LEVELS.index("namespaces")
+    if not run_teaching_cells:
+        cells = teaching.without_teaching(list(cells), teaching.for_lab(lab, settings.course_root))
     with Sandbox(cells, limits=settings.limits, level=settings.isolation, course_root=settings.course_root,
                  device=settings.device, allow_fallback=allow_fallback,
                  imports=tuple(settings.worker_imports) + tuple(lab.worker_imports)) as sb:

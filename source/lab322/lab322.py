@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: nbgrader,-all
+#     cell_metadata_filter: nbgrader,tags,-all
 #     notebook_metadata_filter: kernelspec,-jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
@@ -101,6 +101,7 @@ TOKENIZER.enable_padding(pad_id=0, pad_token="[PAD]")
 in_matrices = sum(W[name].numel() for name in LAYERS)
 print(f"all-MiniLM-L6-v2: {sum(t.numel() for t in W.values()) / 1e6:.1f}M parameters read; the {len(LAYERS)} "
       f"encoder matrices hold {in_matrices / 1e6:.1f}M of them")
+
 
 # %% [markdown]
 # **The forward pass**, in plain torch (the model card's Transformer, mean Pooling, Normalize). Each of
@@ -224,6 +225,7 @@ similarity.fill_diagonal_(-1.0)  # a sentence is not its own neighbour
 for i in (0, 12):
     j = int(similarity[i].argmax())
     print(f"nearest to {SENTENCES[i]!r}: {SENTENCES[j]!r} (cosine {similarity[i, j]:.3f})")
+
 
 # %% [markdown]
 # ## Part 2: Measuring by the task
@@ -370,13 +372,14 @@ def quantized(scheme):
     return QUANTIZED[scheme]
 
 
-# %% nbgrader={"grade": false, "grade_id": "format_table", "locked": true, "schema_version": 3, "solution": false}
+# %% nbgrader={"grade": false, "grade_id": "format_table", "locked": true, "schema_version": 3, "solution": false} tags=["teaching"]
 t = time.perf_counter()
 TABLE = {scheme: metrics(FP32, encode(SENTENCES, quantized(scheme))) for scheme in SCHEMES}
 print(f"All {len(LAYERS)} encoder matrices quantized, {len(SENTENCES)} sentences ({time.perf_counter() - t:.1f} s):")
 print(f"{'scheme':<20}{'cosine':>8}{'worst':>8}{'rank corr':>11}{'top-1':>7}")
 for scheme, m in TABLE.items():
     print(f"{SCHEMES[scheme][0]:<20}{m['cosine']:8.4f}{m['min_cosine']:8.4f}{m['rank_correlation']:11.4f}{m['top1']:7.3f}")
+
 
 # %% [markdown]
 # **Reading the table** (best first). INT8 with one scale per output channel costs almost nothing
@@ -394,7 +397,7 @@ for scheme, m in TABLE.items():
 # Lab 3.2.1), for INT8 per-tensor and NVFP4, and the cosine of the model with **only one** matrix
 # quantized: the one with the worst INT8 SNR.
 
-# %% nbgrader={"grade": false, "grade_id": "worst_layer", "locked": true, "schema_version": 3, "solution": false}
+# %% nbgrader={"grade": false, "grade_id": "worst_layer", "locked": true, "schema_version": 3, "solution": false} tags=["teaching"]
 def snr_db(w, q):
     # 10 log10(signal power / noise power) of a weight w and its quantized values q, in float64.
     w, q = torch.as_tensor(w).double(), torch.as_tensor(q).double()
@@ -416,6 +419,7 @@ print(f"{SHORT[OUTLIER]}: largest |weight| {w.abs().max():.2f} = {float(w.abs().
 ONLY_OUTLIER = mean_cosine(FP32, encode(SENTENCES, {OUTLIER: quantized("int8")[OUTLIER]}))
 print(f"Only {SHORT[OUTLIER]} in INT8 per-tensor, the other 35 in FP32: cosine {ONLY_OUTLIER:.4f} "
       f"(drop {1 - ONLY_OUTLIER:.4f} of the {1 - TABLE['int8']['cosine']:.4f} of all 36)")
+
 
 # %% [markdown]
 # **What this shows.** INT8 per-tensor's *median* layer is 15.3 dB better than NVFP4's (35.8 against
@@ -453,6 +457,7 @@ def layer_sensitivity(layers, scheme, sentences):
     ### END SOLUTION
 
 
+# %% nbgrader={"grade": false, "grade_id": "sensitivity_example", "locked": true, "schema_version": 3, "solution": false} tags=["teaching"]
 # The six FFN down projections and the rest of block 0, in INT8 per-tensor, on the first 10 sentences.
 EXAMPLE_LAYERS = [f"encoder.layer.{i}.output.dense.weight" for i in range(BLOCKS)] + LAYERS[:5]
 EXAMPLE_DROPS = layer_sensitivity(EXAMPLE_LAYERS, "int8", SENTENCES[:10])
@@ -469,6 +474,7 @@ except Exception:  # the course package is not importable here (not installed, o
           "notebook and run `pytest lab322.ipynb` in a terminal to self-check.")
 else:
     run_public("sensitivity", globals(), lab="lab322")
+
 
 # %% [markdown]
 # **Sensitivity is not SNR.** In the list above the FFN down projections lead, in the order of their
@@ -506,7 +512,8 @@ def matrix_bytes(scheme, shape):
 
 print(matrix_bytes("nvfp4", (384, 1536)), matrix_bytes("int8_per_channel", (384, 1536)))
 
-# %% nbgrader={"grade": false, "grade_id": "keep_one_layer", "locked": true, "schema_version": 3, "solution": false}
+
+# %% nbgrader={"grade": false, "grade_id": "keep_one_layer", "locked": true, "schema_version": 3, "solution": false} tags=["teaching"]
 def plan_bytes(plan):
     # Bytes of the 36 matrices in a plan {layer: scheme}, scales included (your matrix_bytes).
     return sum(matrix_bytes(plan[name], tuple(W[name].shape)) for name in LAYERS)
@@ -597,7 +604,7 @@ FOUND = {  # what find_plan() returned (about half a minute), by short name
 PLAN = find_plan() if RUN_SEARCH else {name: FOUND[SHORT[name]] for name in LAYERS}
 ### END SOLUTION
 
-# %% nbgrader={"grade": false, "grade_id": "plan_report", "locked": true, "schema_version": 3, "solution": false}
+# %% nbgrader={"grade": false, "grade_id": "plan_report", "locked": true, "schema_version": 3, "solution": false} tags=["teaching"]
 try:
     PLAN_METRICS = plan_metrics(PLAN)
     counts = {s: sum(v == s for v in PLAN.values()) for s in SCHEMES}
@@ -617,6 +624,7 @@ except Exception:  # the course package is not importable here (not installed, o
           "notebook and run `pytest lab322.ipynb` in a terminal to self-check.")
 else:
     run_public("plan", globals(), lab="lab322")
+
 
 # %% [markdown]
 # ## Part 6: Quantizing the activations too (W8A8)
@@ -678,6 +686,7 @@ def w8a8_cosines(sentences):
     ### END SOLUTION
 
 
+# %% nbgrader={"grade": false, "grade_id": "w8a8_example", "locked": true, "schema_version": 3, "solution": false} tags=["teaching"]
 W8A8 = w8a8_cosines(SENTENCES)
 for key, cos in W8A8.items():
     print(f"INT8 per-channel weights, activations {key:<12} cosine {cos:.4f}")
@@ -703,7 +712,7 @@ else:
 # projection's input lies above the typical one. This is why W8A8 recipes scale activations per token
 # (and why some, like SmoothQuant, move the outlier columns' range into the weights first).
 
-# %% nbgrader={"grade": false, "grade_id": "activation_outliers", "locked": true, "schema_version": 3, "solution": false}
+# %% nbgrader={"grade": false, "grade_id": "activation_outliers", "locked": true, "schema_version": 3, "solution": false} tags=["teaching"]
 SEEN = []
 
 
@@ -719,6 +728,7 @@ print(f"input of {SHORT[LAYERS[5]]}: {x.shape[0]} tokens x {x.shape[1]} features
       f"median {token_max.median():.2f}, max {token_max.max():.2f} ({token_max.max() / token_max.median():.1f}x)")
 del SEEN
 
+
 # %% [markdown]
 # ## Part 7: Stochastic rounding
 #
@@ -731,7 +741,7 @@ del SEEN
 # same way: exact 26.0000, round-to-nearest 1.0000, stochastic 26.1500 on average. This is why FP8 and
 # FP4 training recipes round gradients or updates stochastically.
 
-# %% nbgrader={"grade": false, "grade_id": "stochastic_rounding", "locked": true, "schema_version": 3, "solution": false}
+# %% nbgrader={"grade": false, "grade_id": "stochastic_rounding", "locked": true, "schema_version": 3, "solution": false} tags=["teaching"]
 def round_stochastic(x, fmt, generator):
     # Round float64 x (positive, normal range) to one of its two neighbours in `fmt`, up with
     # probability (x - lo) / step: unbiased, E[result] = x.
@@ -774,5 +784,5 @@ for fmt in ("bf16", "fp8_e4m3"):
 #   than INT8 weights.
 # - Stochastic rounding keeps small updates in expectation; round-to-nearest drops them.
 
-# %% nbgrader={"grade": false, "grade_id": "run_time", "locked": true, "schema_version": 3, "solution": false}
+# %% nbgrader={"grade": false, "grade_id": "run_time", "locked": true, "schema_version": 3, "solution": false} tags=["teaching"]
 print(f"All cells: {time.perf_counter() - LAB_START:.1f} s")

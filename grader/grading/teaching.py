@@ -1,0 +1,328 @@
+"""Teaching cells: cells of a lab's notebook that only show something, left out when grading.
+
+A lab's notebook teaches with cells that print a table, draw a plot or compare two computations. Their
+output is for the reader; no check needs it. The instructor tags such a cell ``teaching`` in the lab's
+notebook (in the jupytext source: ``# %% tags=["teaching"]``; in Jupyter: the cell's tags). When a
+submission is graded or self-checked, a code cell whose source is exactly a tagged cell of the lab's
+notebook runs as an empty cell, unless a cell that does run uses a name it binds. So:
+
+- a student's cell that uses a name a teaching cell defines gets that cell run, as in Jupyter: no honest
+  answer can lose a point because a cell was left out (a cell that reaches names dynamically, through
+  ``globals()``, ``eval``, ``get_ipython()`` and the like, keeps every teaching cell);
+- only the lab's own cells can be left out (their source is compared, not their tags, which a student
+  could edit), and a cell the student changed runs;
+- the cell keeps its place, so cell numbers in notes are the notebook's.
+
+Names are read from the code (``ast``), statement by statement: a cell that binds a name before it uses
+it (``t = time.perf_counter()`` ... ``t``) does not need another cell's ``t``. What the code cannot show is
+the author's to keep true: a teaching cell must change no state another cell reads (no global random
+draws, no in-place edits of shared objects, no files). ``tests/test_teaching_cells.py`` grades every lab's
+model solution and demo mistakes with and without teaching cells and requires identical results.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterable, Optional
+
+TAG = "teaching"
+LEFT_OUT = "# a teaching cell: it only shows something, and grading leaves it out (grader/grading/teaching.py)"
+
+# Names through which code can reach any global by a name computed at run time.
+_DYNAMIC = {"globals", "locals", "vars", "eval", "exec", "get_ipython", "__builtins__", "__import__",
+            "__main__", "compile", "execfile", "runfile"}
+_DYNAMIC_ATTRS = {"__dict__", "f_globals", "f_locals", "user_ns", "user_global_ns", "__globals__"}
+_MAGIC_CALLS = {"run_line_magic", "run_cell_magic", "system", "getoutput"}
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_EVERYTHING = "*"  # a cell reaches names dynamically, or binds names we cannot list (import *)
+
+
+def _normal(src: str) -> str:
+    return "\n".join(line.rstrip() for line in src.replace("\r\n", "\n").strip().splitlines())
+
+
+def _targets(node: ast.AST) -> set[str]:
+    """Names bound by an assignment target (a, (b, *c), d[i] binds nothing new)."""
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+
+
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef, ast.ListComp, ast.SetComp,
+           ast.GeneratorExp, ast.DictComp)
+
+
+def _walk_module_scope(node: ast.AST):
+    """The nodes of the module's own scope: not inside a function, lambda, class body or comprehension."""
+    todo = [node]
+    while todo:
+        n = todo.pop()
+        yield n
+        if n is not node and isinstance(n, _SCOPES):
+            continue
+        todo.extend(ast.iter_child_nodes(n))
+
+
+def binds(tree: ast.Module) -> set[str]:
+    """The global names the cell may bind (more is safe: it keeps the cell)."""
+    out: set[str] = set()
+    for n in _walk_module_scope(tree):
+        if isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Store, ast.Del)):
+            out.add(n.id)
+        elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            out.add(n.name)
+        elif isinstance(n, (ast.Import, ast.ImportFrom)):
+            for a in n.names:
+                if a.name == "*":
+                    out.add(_EVERYTHING)
+                out.add(a.asname or a.name.split(".")[0])
+        elif isinstance(n, ast.ExceptHandler) and n.name:
+            out.add(n.name)
+        elif isinstance(n, (ast.MatchAs, ast.MatchStar)) and n.name:
+            out.add(n.name)
+        elif isinstance(n, ast.MatchMapping) and n.rest:
+            out.add(n.rest)
+    for n in ast.walk(tree):  # what reaches the module from inside a scope: global x, (x := ...)
+        if isinstance(n, ast.Global):
+            out.update(n.names)
+        elif isinstance(n, ast.NamedExpr):
+            out |= _targets(n.target)
+    return out
+
+
+class _Uses(ast.NodeVisitor):
+    """Names a piece of code reads that it has not bound itself (comprehension, lambda and function
+    scopes, and for-loop targets inside their loop, are its own)."""
+
+    def __init__(self, local: frozenset[str]):
+        self.local = local
+        self.out: set[str] = set()
+
+    def _with(self, extra: Iterable[str], nodes: Iterable[ast.AST]):
+        saved = self.local
+        self.local = self.local | frozenset(extra)
+        for n in nodes:
+            self.visit(n)
+        self.local = saved
+
+    def visit_Name(self, n: ast.Name):
+        if n.id in _DYNAMIC:
+            self.out.add(_EVERYTHING)
+        if isinstance(n.ctx, ast.Load) and n.id not in self.local:
+            self.out.add(n.id)
+
+    def visit_Constant(self, n: ast.Constant):
+        if isinstance(n.value, str) and n.value in _DYNAMIC:  # sys.modules["__main__"], getattr(b, "eval")
+            self.out.add(_EVERYTHING)
+
+    def visit_Attribute(self, n: ast.Attribute):
+        if n.attr in _DYNAMIC_ATTRS:  # a frame's or a module's namespace, IPython's user_ns
+            self.out.add(_EVERYTHING)
+        self.generic_visit(n)
+
+    def visit_AugAssign(self, n: ast.AugAssign):
+        if isinstance(n.target, ast.Name) and n.target.id not in self.local:
+            self.out.add(n.target.id)  # x += 1 reads x first
+        self.generic_visit(n)
+
+    def visit_Call(self, n: ast.Call):
+        f = n.func
+        if (isinstance(f, ast.Attribute) and f.attr in _MAGIC_CALLS and isinstance(f.value, ast.Call)
+                and isinstance(f.value.func, ast.Name) and f.value.func.id == "get_ipython"):
+            for a in n.args:  # a magic or shell line: every word of its text counts as used
+                for c in ast.walk(a):
+                    if isinstance(c, ast.Constant) and isinstance(c.value, str):
+                        words = set(_WORD.findall(c.value))
+                        self.out.update(words | ({_EVERYTHING} if words & _DYNAMIC else set()))
+                self.visit(a)
+            return
+        self.generic_visit(n)
+
+    def _comprehension(self, n, elements):
+        names: set[str] = set()
+        for i, g in enumerate(n.generators):
+            self._with(names if i else (), [g.iter])
+            names |= _targets(g.target)
+            self._with(names, g.ifs)
+        self._with(names, elements)
+
+    def visit_ListComp(self, n):
+        self._comprehension(n, [n.elt])
+
+    visit_SetComp = visit_GeneratorExp = visit_ListComp
+
+    def visit_DictComp(self, n):
+        self._comprehension(n, [n.key, n.value])
+
+    @staticmethod
+    def _params(args: ast.arguments) -> set[str]:
+        every = args.posonlyargs + args.args + args.kwonlyargs + [a for a in (args.vararg, args.kwarg) if a]
+        return {a.arg for a in every}
+
+    def visit_Lambda(self, n: ast.Lambda):
+        self._with((), n.args.defaults + [d for d in n.args.kw_defaults if d])
+        self._with(self._params(n.args), [n.body])
+
+    def visit_FunctionDef(self, n):
+        self._with((), n.decorator_list + n.args.defaults + [d for d in n.args.kw_defaults if d])
+        inner = self._params(n.args) | (_locals(n.body) - _declared_global(n))
+        self._with(inner, n.body)  # what the body reads from outside is read when the function is called
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_For(self, n):
+        self.visit(n.iter)
+        self._with(_targets(n.target), n.body + n.orelse)
+        self.visit(n.target)
+
+    visit_AsyncFor = visit_For
+
+
+def _locals(body: list[ast.stmt]) -> set[str]:
+    """Names a function body binds for itself (its nested scopes bind their own)."""
+    return binds(ast.Module(body=body, type_ignores=[])) - {_EVERYTHING}
+
+
+def _declared_global(fn: ast.AST) -> set[str]:
+    return {name for n in ast.walk(fn) if isinstance(n, ast.Global) for name in n.names}
+
+
+def _definite(stmt: ast.stmt) -> set[str]:
+    """Names a simple statement surely binds once it has run."""
+    if isinstance(stmt, (ast.Assign, ast.AnnAssign)) and getattr(stmt, "value", None) is not None:
+        return set().union(*(_targets(t) for t in (stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target])))
+    if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return {stmt.name}
+    if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+        return {a.asname or a.name.split(".")[0] for a in stmt.names if a.name != "*"}
+    return set()
+
+
+def _block(stmts: list[ast.stmt], own: frozenset[str], out: set[str]) -> None:
+    """Reads of a block, statement by statement; a block inside ``if``/``with``/``try``/``for``/``while``
+    starts from what its enclosing block had bound and binds only for itself."""
+    for stmt in stmts:
+        bodies = [getattr(stmt, f, None) for f in ("body", "orelse", "finalbody")]
+        if isinstance(stmt, (ast.If, ast.While, ast.With, ast.AsyncWith, ast.Try, ast.For, ast.AsyncFor)):
+            head = _Uses(own)
+            if isinstance(stmt, (ast.If, ast.While)):
+                head.visit(stmt.test)
+            elif isinstance(stmt, (ast.With, ast.AsyncWith)):
+                for item in stmt.items:
+                    head.visit(item)
+            elif isinstance(stmt, (ast.For, ast.AsyncFor)):
+                head.visit(stmt.iter)
+                head.visit(stmt.target)
+            out |= head.out
+            inner = own | (_targets(stmt.target) if isinstance(stmt, (ast.For, ast.AsyncFor)) else frozenset())
+            if isinstance(stmt, (ast.With, ast.AsyncWith)):
+                inner |= set().union(*(_targets(i.optional_vars) for i in stmt.items if i.optional_vars))
+            for body in bodies:
+                if body:
+                    _block(body, frozenset(inner), out)
+            for handler in getattr(stmt, "handlers", []):
+                h = _Uses(own)
+                if handler.type is not None:
+                    h.visit(handler.type)
+                out |= h.out
+                _block(handler.body, frozenset(inner | ({handler.name} if handler.name else set())), out)
+            continue
+        v = _Uses(own)
+        v.visit(stmt)
+        out |= v.out
+        own = own | _definite(stmt)
+
+
+def uses(tree: ast.Module) -> set[str]:
+    """Names the cell reads from before it (``"*"``: any name), statement by statement: a name it binds
+    by plain assignment, ``def``, ``class`` or ``import`` before reading it (in the same block or one
+    that encloses it) is its own."""
+    out: set[str] = set()
+    _block(tree.body, frozenset(), out)
+    return out
+
+
+def _parse(src: str) -> Optional[ast.Module]:
+    """The cell as Python, after IPython's own transforms (magics, ``!``); None if it does not parse (then
+    it raises before running anything, so it reads nothing)."""
+    try:
+        from IPython.core.inputtransformer2 import TransformerManager
+
+        code = TransformerManager().transform_cell(src)
+    except Exception:  # noqa: BLE001 - IPython missing or a transformer oddity: read it as plain Python
+        code = src
+    try:
+        return ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+
+
+@dataclass(frozen=True)
+class Teaching:
+    """A lab's teaching cells and all its own code cells (normalised sources)."""
+
+    cells: frozenset = frozenset()
+    lab_cells: frozenset = frozenset()  # every code cell of the lab's notebook: their dynamic reads
+    #                                     (e.g. a check cell's run_public(..., globals())) are the author's
+
+
+def left_out(cells: list[str], teaching: Teaching) -> set[int]:
+    """Indices of the cells grading leaves out: a teaching cell of the lab none of whose names a cell
+    that runs reads."""
+    candidates = {i for i, src in enumerate(cells) if _normal(src) in teaching.cells}
+    if not candidates:
+        return set()
+    trees = [_parse(src) for src in cells]
+    bound = {i: binds(trees[i]) if trees[i] is not None else {_EVERYTHING} for i in candidates}
+    read = [uses(t) if t is not None else set() for t in trees]
+    for i, src in enumerate(cells):
+        if _normal(src) in teaching.lab_cells:
+            read[i].discard(_EVERYTHING)
+    skip = {i for i in candidates if _EVERYTHING not in bound[i]}
+    while True:  # a cell kept may read a name of another teaching cell: keep that one too
+        needed: set[str] = set().union(*(read[i] for i in range(len(cells)) if i not in skip))
+        keep = {i for i in skip if _EVERYTHING in needed or bound[i] & needed}
+        if not keep:
+            return skip
+        skip -= keep
+
+
+@lru_cache(maxsize=32)
+def _read(path: str, mtime_ns: int) -> Teaching:
+    nb = json.loads(Path(path).read_text(encoding="utf-8"))
+    tagged, every = set(), set()
+    for c in nb.get("cells", []):
+        if c.get("cell_type") != "code":
+            continue
+        src = c.get("source", "")
+        src = _normal("".join(src) if isinstance(src, list) else src)
+        every.add(src)
+        if TAG in (c.get("metadata", {}).get("tags") or []):
+            tagged.add(src)
+    return Teaching(frozenset(tagged), frozenset(every))
+
+
+def teaching_sources(notebook: Path) -> Teaching:
+    """The cells tagged ``teaching`` in a lab's own notebook (none if it is not there: every cell runs)."""
+    try:
+        return _read(str(notebook), Path(notebook).stat().st_mtime_ns)
+    except (OSError, ValueError, AttributeError, TypeError):
+        return Teaching()
+
+
+def for_lab(lab, course_root: Path) -> Teaching:
+    """The lab's teaching cells, from its instructor notebook, else its release (a student's server)."""
+    root = Path(course_root)
+    for nb in (lab.model_solution(root), root / "assignments" / lab.id / f"{lab.notebook_name}.ipynb"):
+        if nb.is_file():
+            return teaching_sources(nb)
+    return Teaching()
+
+
+def without_teaching(cells: list[str], teaching: Teaching) -> list[str]:
+    """``cells`` with the left-out teaching cells replaced by a comment (the cells keep their places)."""
+    skip = left_out(cells, teaching)
+    return [LEFT_OUT if i in skip else src for i, src in enumerate(cells)]
