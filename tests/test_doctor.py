@@ -148,6 +148,7 @@ def expected_exit(report: dict, required: str) -> int:
 # the machine as it is
 # --------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @needs_root
 def test_plain_doctor_reaches_namespaces_and_exits_0():
     rc, rep = run_doctor(quick=False)
@@ -167,6 +168,7 @@ def test_plain_doctor_reaches_namespaces_and_exits_0():
         assert py["blocks"] == [] and py["status"] == "ok"
 
 
+@pytest.mark.slow
 def test_human_table_names_the_level_and_the_requirement():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cp = subprocess.run([sys.executable, "-m", "grader.course.doctor", "--quick", "--min-isolation", "none"], cwd=str(ROOT),
@@ -181,6 +183,7 @@ def test_human_table_names_the_level_and_the_requirement():
 # simulated deployments
 # --------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @needs_root
 def test_seccomp_filter_refusing_unshare_is_found_and_named():
     rc, rep = run_doctor(preexec=runtime_default_like_filter, quick=False)
@@ -199,6 +202,7 @@ def test_seccomp_filter_refusing_unshare_is_found_and_named():
     assert rc == 0
 
 
+@pytest.mark.slow
 @needs_root
 def test_without_a_writable_cgroup_grading_is_degraded_not_refused():
     rc, rep = run_doctor(preexec=readonly_cgroups)
@@ -209,6 +213,7 @@ def test_without_a_writable_cgroup_grading_is_degraded_not_refused():
     assert rep["level"] == "namespaces" and rc == 0
 
 
+@pytest.mark.slow
 @needs_root
 def test_non_root_user_verdict_matches_the_real_sandbox():
     """As nobody: the namespace probe (the worker's own steps) and the real sandbox agree, the
@@ -227,6 +232,7 @@ def test_non_root_user_verdict_matches_the_real_sandbox():
     assert rc == expected_exit(rep, "namespaces")
 
 
+@pytest.mark.slow
 @needs_root
 def test_non_root_under_a_runtime_default_filter_is_a_typical_pod():
     """A default Kubernetes pod: non-root uid, runtime-default seccomp. The real sandbox reaches
@@ -242,6 +248,7 @@ def test_non_root_under_a_runtime_default_filter_is_a_typical_pod():
     assert rep["level"] == "process" and rc == 0
 
 
+@pytest.mark.slow
 def test_course_min_isolation_is_read_from_the_course(tmp_path):
     (tmp_path / "course_config.py").write_text('c = get_config()\nc.LabGrader.min_isolation = "none"\n')
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

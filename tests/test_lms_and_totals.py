@@ -54,6 +54,7 @@ def report(root: Path) -> list[dict]:
     return list(csv.DictReader(open(root / "downloaded" / LAB / "collect_report.csv")))
 
 
+@pytest.mark.slow
 def test_canvas_duplicates_same_names_late_marker_and_unmapped_files(tmp_path):
     root = course(tmp_path / "c")
     download(root, "submissions.zip", {
@@ -95,6 +96,7 @@ def test_canvas_duplicates_same_names_late_marker_and_unmapped_files(tmp_path):
     assert collected(root)["doejane_1234"] == "jane renamed" and "smithjane_1234" not in collected(root)
 
 
+@pytest.mark.slow
 def test_late_marker_penalised_by_autograde(tmp_path):
     """The LATE marker's timestamp reaches nbgrader's late penalty (one started day: -10 %)."""
     root = course(tmp_path / "c")
@@ -118,6 +120,7 @@ def test_late_marker_penalised_by_autograde(tmp_path):
         assert late.late_submission_penalty == pytest.approx(0.1 * late.score)
 
 
+@pytest.mark.slow
 def test_moodle_same_names_folders_and_two_downloads(tmp_path):
     root = course(tmp_path / "m")
     download(root, "batch1.zip", {
@@ -141,6 +144,7 @@ def test_moodle_same_names_folders_and_two_downloads(tmp_path):
     assert any(x["outcome"] == "skipped" and x["file"].endswith("onlinetext.html") for x in rows)
 
 
+@pytest.mark.slow
 def test_unmappable_download_lists_every_file(tmp_path):
     root = course(tmp_path / "u", due=False)
     download(root, "blackboard.zip", {f"Lab 3_jdoe_attempt_2026-10-01-10-00-00_{LAB}.ipynb": "x",
@@ -152,6 +156,7 @@ def test_unmappable_download_lists_every_file(tmp_path):
     assert "no file of this download could be mapped to a student" in r.stderr
 
 
+@pytest.mark.slow
 def test_late_marker_without_due_date_is_reported(tmp_path):
     root = course(tmp_path / "n", due=False)
     download(root, "submissions.zip", {f"doejane_LATE_1234_5001_{LAB}.ipynb": "x"})

@@ -68,6 +68,7 @@ def _no_marks(marks: Path, r: subprocess.CompletedProcess) -> None:
     assert not ran, f"student files ran as the TA: {ran}\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}"
 
 
+@pytest.mark.slow
 def test_lab_check_of_a_submission_ignores_everything_but_the_notebook(course):
     root, marks = course
     r = _run(["bash", ROOT / "lab", "check", f"submitted/evil/{LAB}/{LAB}.ipynb", "--co", "-q"], root)
@@ -80,6 +81,7 @@ def test_lab_check_of_a_submission_ignores_everything_but_the_notebook(course):
     assert f"{LAB}.ipynb::memory::" in r.stdout, "the notebook itself is still checked"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["pytest", "python -m pytest"])
 @pytest.mark.parametrize("folder", ["submitted", "autograded"])
 def test_pytest_on_a_class_folder_loads_no_student_file(course, folder, how):

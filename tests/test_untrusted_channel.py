@@ -200,6 +200,7 @@ print(json.dumps({"rc": rc, "grew": hwm() - base}))
 '''
 
 
+@pytest.mark.slow
 @linux
 def test_flooding_attackers_beside_two_model_solutions_cost_them_nothing(tmp_path):
     """`python -m grader class --jobs 2`: two notebooks that flood their channel with huge
@@ -244,6 +245,7 @@ print(json.dumps({"rc": rc, "grew": hwm() - base}))
 '''
 
 
+@pytest.mark.slow
 @linux
 def test_flooding_attackers_beside_two_model_solutions_in_nbgrader_autograde(tmp_path):
     """`nbgrader autograde` with grading ahead (the same threads as `class`): the flooding attackers cost
@@ -291,6 +293,7 @@ def _forge(obj):
 V = 987_654_321
 
 
+@pytest.mark.slow
 @linux
 @pytest.mark.parametrize("index", [V, -3, 2, "5"])
 def test_a_forged_cell_index_is_garbage_and_never_shown(index):
@@ -374,6 +377,7 @@ def _exercise_of(gid: str) -> str:
     return gid.split("_")[0]
 
 
+@pytest.mark.slow
 @linux
 @pytest.mark.parametrize("fn", sorted(GRADED))
 def test_an_endless_loop_costs_only_its_own_checks(fn):
