@@ -155,3 +155,12 @@ def test_a_student_who_uses_a_teaching_cells_name_keeps_full_marks():
     report = grade_cells(cells, lab="lab322")
     assert report.exercises["plan"].score == report.exercises["plan"].max_score, _results(report)
     assert report.total == report.max_total and not report.notes, report.notes
+
+
+def test_a_notebook_outside_the_course_still_finds_its_labs_teaching_cells(tmp_path):
+    # A self-learner's notebook in their own folder: the course settings are the defaults, the lab's cells
+    # come from the course its package lies in.
+    from grader.grading.labs import get_lab
+
+    assert teaching.for_lab(get_lab("lab322"), tmp_path).cells == teaching.for_lab(get_lab("lab322"), ROOT).cells
+    assert len(teaching.for_lab(get_lab("lab322"), tmp_path).cells) >= 5

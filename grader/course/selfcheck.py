@@ -191,6 +191,27 @@ def _warm_sandbox() -> None:
     t.start()
 
 
+def _warm_references(lab) -> None:
+    """Start the lab's ``warm`` (the public checks' reference values) in the background, once per lab, so it
+    computes while the sandbox runs the notebook and the student's side of each check. A failure is left for
+    the check that needs the value to report."""
+    if lab.warm is None or lab.id in _WARMED:
+        return
+    _WARMED.add(lab.id)
+    import threading
+
+    def run():
+        try:
+            lab.warm()
+        except Exception:  # noqa: BLE001 - the check computes it again and reports why it cannot
+            pass
+
+    threading.Thread(target=run, name=f"self-check-warm-{lab.id}", daemon=True).start()
+
+
+_WARMED: set = set()
+
+
 def _launch(path: Path):
     """Start the notebook's sandbox at collection time, so it runs while pytest goes on."""
     from .. import config
@@ -321,6 +342,7 @@ class NotebookFile(pytest.File):
             lab = lab_for_notebook(path, _course_root(path))
         except UnknownLab as exc:  # e.g. an empty notebook in a course with several labs: say so, check nothing
             raise self.CollectError(f"self-check: {exc}; name the lab's notebook <lab id>.ipynb") from None
+        _warm_references(lab)
         for ex, checks in lab.exercises.by_exercise().items():
             for c in checks:
                 if c.hidden:

@@ -1048,7 +1048,7 @@ else:
 # cell after the plot measures: it quantizes the full matrices too (`python -m reference.weights`
 # prints the same full-matrix table).
 
-# %% nbgrader={"grade": false, "grade_id": "minilm_snr", "locked": true, "schema_version": 3, "solution": false}
+# %% nbgrader={"grade": false, "grade_id": "minilm_snr", "locked": true, "schema_version": 3, "solution": false} tags=["teaching"]
 def sample_rows(w, step=4):
     # Every `step`-th output row plus the row holding the largest |weight|, and how many rows each stands for.
     top = int(w.abs().amax(dim=1).argmax())
@@ -1225,7 +1225,7 @@ else:
     else:  # two of them use a MiniLM layer
         print("Public checks of Exercise 4 not run: they need the MiniLM weights, which are not installed (Part 6).")
 
-# %% nbgrader={"grade": false, "grade_id": "minilm_outliers", "locked": true, "schema_version": 3, "solution": false}
+# %% nbgrader={"grade": false, "grade_id": "minilm_outliers", "locked": true, "schema_version": 3, "solution": false} tags=["teaching"]
 MINILM_KURTOSIS, MINILM_PER_CHANNEL = {}, {}
 if MINILM:
     try:

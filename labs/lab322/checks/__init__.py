@@ -102,3 +102,17 @@ def as_int(value: Any, what: str) -> int:
 
 
 from . import sensitivity, plan, activations  # noqa: E402,F401  (registers the checks, in the notebook's order)
+
+
+def warm_public() -> None:
+    """Compute, and cache, the reference values of the public checks, in the order they run (``LAB.warm``:
+    the self-check runs it while the notebook runs)."""
+    from . import activations, plan, sensitivity
+
+    for layer in sensitivity.PUBLIC_INT8:
+        layer_drop(public_sentences(10), "int8", layer)
+    for layer in sensitivity.PUBLIC_NVFP4:
+        layer_drop(public_sentences(20)[10:], "nvfp4", layer)
+    plan.uniform_best_bytes()
+    environment(A.fp32_embeddings)(public_sentences())  # what every plan's cosine is measured against
+    activations.w8a8_reference(public_sentences(10))
