@@ -164,3 +164,30 @@ def test_a_notebook_outside_the_course_still_finds_its_labs_teaching_cells(tmp_p
 
     assert teaching.for_lab(get_lab("lab322"), tmp_path).cells == teaching.for_lab(get_lab("lab322"), ROOT).cells
     assert len(teaching.for_lab(get_lab("lab322"), tmp_path).cells) >= 5
+
+
+def test_the_self_check_warms_a_labs_references_once_in_the_background():
+    import threading
+
+    from grader.course import selfcheck
+    from grader.grading.checks import Registry
+    from grader.grading.labs import Lab
+
+    calls, done = [], threading.Event()
+
+    def warm():
+        calls.append(threading.current_thread().name)
+        done.set()
+
+    def registry(lab_id):
+        r = Registry(lab_id)
+        r.exercise("one", "Exercise 1", order=1)
+        r.check("one", "one_public", points=1, what="one", hidden=False)(lambda student, rng: None)
+        return r
+
+    lab = Lab(id="warmdemo", title="warm", exercises=registry("warmdemo"), warm=warm)
+    selfcheck._warm_references(lab)
+    selfcheck._warm_references(lab)
+    assert done.wait(10)
+    assert calls == ["self-check-warm-warmdemo"]  # once, in its own thread
+    selfcheck._warm_references(Lab(id="coldemo", title="cold", exercises=registry("coldemo")))  # no warm: nothing
