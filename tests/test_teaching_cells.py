@@ -42,6 +42,11 @@ def test_a_cell_that_reads_its_name_keeps_it_even_inside_a_function_called_later
     "x = lambda: TABLE",
     "TABLE['c'] = 1",
     "TABLE += 1",
+    "del TABLE",
+    "from __main__ import TABLE",
+    "%run other_notebook.py",
+    "%store -r",
+    "!echo $TABLE",
 ])
 def test_dynamic_or_indirect_reads_keep_the_cell(reader):
     assert left_out([TABLE, reader], T(TABLE)) == set()
@@ -78,6 +83,10 @@ def test_tags_come_from_the_labs_notebook_not_the_submission(tmp_path):
     path.write_text(json.dumps(nb))
     assert teaching.teaching_sources(path) == T(TABLE, lab_cells=[PLOT])
     assert teaching.teaching_sources(tmp_path / "missing.ipynb") == teaching.Teaching()
+
+
+def test_plain_magics_and_shell_lines_read_only_their_words():
+    assert left_out([TABLE, "%matplotlib inline\n%timeit len([1])\n!ls -l"], T(TABLE)) == {0}
 
 
 def test_names_bound_earlier_in_an_enclosing_block_are_the_cells_own():

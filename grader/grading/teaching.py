@@ -37,6 +37,11 @@ LEFT_OUT = "# a teaching cell: it only shows something, and grading leaves it ou
 _DYNAMIC = {"globals", "locals", "vars", "eval", "exec", "get_ipython", "__builtins__", "__import__",
             "__main__", "compile", "execfile", "runfile"}
 _DYNAMIC_ATTRS = {"__dict__", "f_globals", "f_locals", "user_ns", "user_global_ns", "__globals__"}
+# Magics whose text is code or a shell line (its words count as names read), or that read no name.
+_PLAIN_MAGICS = {"time", "timeit", "capture", "prun", "matplotlib", "config", "load_ext", "reload_ext",
+                 "autoreload", "aimport", "precision", "pip", "conda", "cd", "pwd", "ls", "env", "set_env",
+                 "system", "sx", "bash", "sh", "script", "writefile", "html", "markdown", "latex", "svg",
+                 "javascript", "js", "debug", "pdb", "xmode", "sc", "alias"}
 _MAGIC_CALLS = {"run_line_magic", "run_cell_magic", "system", "getoutput"}
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _EVERYTHING = "*"  # a cell reaches names dynamically, or binds names we cannot list (import *)
@@ -111,8 +116,16 @@ class _Uses(ast.NodeVisitor):
     def visit_Name(self, n: ast.Name):
         if n.id in _DYNAMIC:
             self.out.add(_EVERYTHING)
-        if isinstance(n.ctx, ast.Load) and n.id not in self.local:
+        if isinstance(n.ctx, (ast.Load, ast.Del)) and n.id not in self.local:  # `del x` needs x too
             self.out.add(n.id)
+
+    def visit_Import(self, n: ast.Import):
+        if any(a.name.split(".")[0] in _DYNAMIC for a in n.names):  # import __main__
+            self.out.add(_EVERYTHING)
+
+    def visit_ImportFrom(self, n: ast.ImportFrom):
+        if (n.module or "").split(".")[0] in _DYNAMIC:  # from __main__ import X
+            self.out.add(_EVERYTHING)
 
     def visit_Constant(self, n: ast.Constant):
         if isinstance(n.value, str) and n.value in _DYNAMIC:  # sys.modules["__main__"], getattr(b, "eval")
@@ -132,6 +145,9 @@ class _Uses(ast.NodeVisitor):
         f = n.func
         if (isinstance(f, ast.Attribute) and f.attr in _MAGIC_CALLS and isinstance(f.value, ast.Call)
                 and isinstance(f.value.func, ast.Name) and f.value.func.id == "get_ipython"):
+            name = n.args[0].value if n.args and isinstance(n.args[0], ast.Constant) else None
+            if f.attr in ("run_line_magic", "run_cell_magic") and name not in _PLAIN_MAGICS:
+                self.out.add(_EVERYTHING)  # %run, %store, %who, %reset, ... reach the namespace as a whole
             for a in n.args:  # a magic or shell line: every word of its text counts as used
                 for c in ast.walk(a):
                     if isinstance(c, ast.Constant) and isinstance(c.value, str):
