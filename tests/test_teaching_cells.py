@@ -47,6 +47,13 @@ def test_a_cell_that_reads_its_name_keeps_it_even_inside_a_function_called_later
     "%run other_notebook.py",
     "%store -r",
     "!echo $TABLE",
+    "def f(x: TABLE) -> int:\n    return 1",  # annotations are evaluated at definition
+    "for k in []:\n    TABLE = 1\nelse:\n    print(TABLE)",  # an empty loop binds nothing before its else
+    "import sys\nx = getattr(sys.modules[__name__], 'TAB' + 'LE')",
+    "import builtins\nx = builtins.eval('TABLE')",
+    "import IPython\nx = IPython.get_ipython().ev('TABLE')",
+    "x = dir()",
+    "x = df.query('@TABLE > 1')",
 ])
 def test_dynamic_or_indirect_reads_keep_the_cell(reader):
     assert left_out([TABLE, reader], T(TABLE)) == set()
@@ -184,9 +191,10 @@ def test_the_self_check_warms_a_labs_references_once_in_the_background():
 
     calls, done = [], threading.Event()
 
-    def warm():
+    def warm(stop):
         calls.append(threading.current_thread().name)
         done.set()
+        stop.wait(10)  # a long warm returns once the run ends
 
     def registry(lab_id):
         r = Registry(lab_id)
@@ -195,8 +203,117 @@ def test_the_self_check_warms_a_labs_references_once_in_the_background():
         return r
 
     lab = Lab(id="warmdemo", title="warm", exercises=registry("warmdemo"), warm=warm)
-    selfcheck._warm_references(lab)
-    selfcheck._warm_references(lab)
+    cleanups = []
+
+    class Config:
+        def add_cleanup(self, fn):
+            cleanups.append(fn)
+
+    selfcheck._warm_references(lab, Config())
+    selfcheck._warm_references(lab, Config())
     assert done.wait(10)
     assert calls == ["self-check-warm-warmdemo"]  # once, in its own thread
+    assert len(cleanups) == 1
+    cleanups[0]()  # the end of the run: told to stop and joined, never left running at exit
+    assert not [t for t in threading.enumerate() if t.name == "self-check-warm-warmdemo"]
     selfcheck._warm_references(Lab(id="coldemo", title="cold", exercises=registry("coldemo")))  # no warm: nothing
+
+
+def test_a_function_body_reads_the_modules_names_when_it_is_called_after_every_cell():
+    # `fmt` is bound above the def, but the body reads it at call time: after a teaching cell rebinds it.
+    loop = "for fmt in ('bf16', 'fp8'):\n    print(fmt)"
+    student = "fmt = 'int8'\ndef w8a8():\n    return fmt\nlam = lambda: fmt"
+    assert left_out([loop, student], T(loop)) == set()
+    inner = "def outer():\n    f = lambda: (ax := 1)\n    return ax"  # ax is not outer's local: the walrus is the lambda's
+    assert left_out([PLOT, inner], T(PLOT)) == set()
+
+
+def test_any_code_is_analysed_or_runs_every_cell():
+    deep = "s = ' x '\ny = s" + ".strip()" * 400  # deeper than the visitors' recursion allows
+    assert without_teaching([TABLE, deep], T(TABLE)) == [TABLE, deep]  # it runs as written, nothing raises
+    flat = "\n".join(f"v{i} = {i}" for i in range(40_000))
+    assert left_out([TABLE, flat], T(TABLE)) == {0}  # (benchmark: the analysis is linear, not quadratic)
+    huge = "x = 1\n" * (teaching.MAX_ANALYSED // 6 + 1)
+    assert without_teaching([TABLE, huge], T(TABLE)) == [TABLE, huge]  # too large to analyse: every cell runs
+
+
+def _fingerprint(value, depth: int = 0):
+    """What a later cell could observe of a value: tensors and arrays by content, containers by items."""
+    import hashlib
+
+    import numpy as np
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        data = value.detach().cpu().contiguous().reshape(-1)
+        return ("tensor", tuple(value.shape), str(data.dtype), hashlib.sha1(data.view(torch.uint8).numpy().tobytes()
+                                                                           if data.numel() else b"").hexdigest())
+    if isinstance(value, np.ndarray):
+        return ("array", value.shape, str(value.dtype), hashlib.sha1(np.ascontiguousarray(value).tobytes()).hexdigest())
+    if isinstance(value, (int, float, complex, str, bytes, bool, type(None))):
+        return repr(value)
+    if depth > 6:
+        return type(value).__name__
+    if isinstance(value, dict):
+        return ("dict", tuple((repr(k), _fingerprint(v, depth + 1)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, tuple(_fingerprint(v, depth + 1) for v in value))
+    if isinstance(value, (set, frozenset)):
+        return ("set", tuple(sorted(map(repr, value))))
+    return type(value).__name__  # functions, modules, classes: their identity is the cells' that define them
+
+
+def _run_in_process(cells: list[str]) -> dict:
+    """The cells in one namespace, as a kernel would run them (check cells' course import blocked, Agg)."""
+    import contextlib
+    import io
+    import sys
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import torch
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    tm, ns = TransformerManager(), {"__name__": "__main__"}
+    saved = sys.modules.get("grader.grading.local")
+    sys.modules["grader.grading.local"] = None  # the check cells print "not run here", as in the sandbox
+    torch.manual_seed(0), np.random.seed(0)
+    try:
+        for src in cells:
+            with contextlib.redirect_stdout(io.StringIO()):
+                try:
+                    exec(compile(tm.transform_cell(src), "<cell>", "exec"), ns)
+                except Exception:  # noqa: BLE001 - a cell that raises does in the sandbox too
+                    pass
+    finally:
+        sys.modules["grader.grading.local"] = saved
+        plt.close("all")
+    ns["<torch rng>"] = torch.random.get_rng_state()
+    ns["<numpy rng>"] = np.random.get_state()[1]
+    return ns
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lab", ["lab321", "lab322"])
+def test_each_labs_teaching_cells_change_no_state_another_cell_sees(lab):
+    # The rule the static analysis cannot check: run the lab's notebook with and without its teaching cells;
+    # every global the teaching cells do not bind (and the global random generators) must be the same.
+    from grader.grading.labs import get_lab
+    from grader.grading.nbfile import read_cells
+
+    found = teaching.for_lab(get_lab(lab), ROOT)
+    cells = read_cells(ROOT / "source" / lab / f"{lab}.ipynb")
+    skipped = left_out(cells, found)
+    assert skipped, "the lab has teaching cells"
+    theirs = set().union(*(teaching.binds(teaching._parse(cells[i])) for i in skipped))
+    full, again, graded = _run_in_process(cells), _run_in_process(cells), _run_in_process(without_teaching(cells, found))
+
+    def fp(ns, k):
+        return _fingerprint(ns.get(k, "<missing>"))
+
+    unsteady = {k for k in set(full) | set(again) if fp(full, k) != fp(again, k)}  # clock readings
+    changed = sorted(k for k in set(full) | set(graded) if k not in theirs | unsteady and not k.startswith("_")
+                     and fp(full, k) != fp(graded, k))
+    assert not changed, f"teaching cells of {lab} change state other cells see: {changed}"

@@ -191,22 +191,37 @@ def _warm_sandbox() -> None:
     t.start()
 
 
-def _warm_references(lab) -> None:
+def _warm_references(lab, config=None) -> None:
     """Start the lab's ``warm`` (the public checks' reference values) in the background, once per lab, so it
     computes while the sandbox runs the notebook and the student's side of each check. A failure is left for
-    the check that needs the value to report."""
+    the check that needs the value to report. At the end of the run the thread is told to stop and joined
+    (``warm`` returns between two values): a thread left running in torch when Python exits aborts it."""
     if lab.warm is None or lab.id in _WARMED:
         return
     _WARMED.add(lab.id)
     import threading
 
+    stop = threading.Event()
+
     def run():
         try:
-            lab.warm()
+            lab.warm(stop)
         except Exception:  # noqa: BLE001 - the check computes it again and reports why it cannot
             pass
 
-    threading.Thread(target=run, name=f"self-check-warm-{lab.id}", daemon=True).start()
+    t = threading.Thread(target=run, name=f"self-check-warm-{lab.id}")
+    t.start()
+
+    def finish():
+        stop.set()
+        t.join()
+
+    if config is not None:
+        config.add_cleanup(finish)
+    else:
+        import atexit
+
+        atexit.register(finish)
 
 
 _WARMED: set = set()
@@ -342,7 +357,7 @@ class NotebookFile(pytest.File):
             lab = lab_for_notebook(path, _course_root(path))
         except UnknownLab as exc:  # e.g. an empty notebook in a course with several labs: say so, check nothing
             raise self.CollectError(f"self-check: {exc}; name the lab's notebook <lab id>.ipynb") from None
-        _warm_references(lab)
+        _warm_references(lab, self.config)
         for ex, checks in lab.exercises.by_exercise().items():
             for c in checks:
                 if c.hidden:

@@ -54,8 +54,9 @@ class Lab:
     #   student id -> (what it is, edit of {grade_id: source} of the model solution's solution cells)
     lanes: tuple = ()  # GPU lanes of this lab's own (device-check), if any
     worker_imports: tuple[str, ...] = ()  # modules its notebook needs besides the course's worker_imports
-    warm: Optional[Callable[[], None]] = None  # computes (and caches) what the public checks compare with,
-    #   trusted code only: the self-check runs it in a background thread while the notebook runs
+    warm: Optional[Callable[[Any], None]] = None  # warm(stop): computes (and caches) what the public checks
+    #   compare with, trusted code only, returning early once the threading.Event `stop` is set: the
+    #   self-check runs it in a background thread while the notebook runs
 
     def __post_init__(self):
         if self.exercises.lab != self.id:

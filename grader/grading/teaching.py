@@ -34,9 +34,11 @@ TAG = "teaching"
 LEFT_OUT = "# a teaching cell: it only shows something, and grading leaves it out (grader/grading/teaching.py)"
 
 # Names through which code can reach any global by a name computed at run time.
-_DYNAMIC = {"globals", "locals", "vars", "eval", "exec", "get_ipython", "__builtins__", "__import__",
-            "__main__", "compile", "execfile", "runfile"}
-_DYNAMIC_ATTRS = {"__dict__", "f_globals", "f_locals", "user_ns", "user_global_ns", "__globals__"}
+_DYNAMIC = {"globals", "locals", "vars", "dir", "eval", "exec", "get_ipython", "__builtins__", "__import__",
+            "__main__", "__name__", "builtins", "compile", "execfile", "runfile"}
+_DYNAMIC_ATTRS = {"__dict__", "f_globals", "f_locals", "user_ns", "user_global_ns", "__globals__",
+                  "get_ipython", "run_cell", "ev", "ex"}
+_FRAME_READERS = {"eval", "query"}  # pandas' df.eval("@x")/df.query("@x")/pd.eval read the caller's names
 # Magics whose text is code or a shell line (its words count as names read), or that read no name.
 _PLAIN_MAGICS = {"time", "timeit", "capture", "prun", "matplotlib", "config", "load_ext", "reload_ext",
                  "autoreload", "aimport", "precision", "pip", "conda", "cd", "pwd", "ls", "env", "set_env",
@@ -90,37 +92,66 @@ def binds(tree: ast.Module) -> set[str]:
             out.add(n.name)
         elif isinstance(n, ast.MatchMapping) and n.rest:
             out.add(n.rest)
-    for n in ast.walk(tree):  # what reaches the module from inside a scope: global x, (x := ...)
+    for n in ast.walk(tree):  # what reaches the module from inside a scope: global x
         if isinstance(n, ast.Global):
             out.update(n.names)
-        elif isinstance(n, ast.NamedExpr):
+    todo = [tree]
+    while todo:  # (x := ...) binds in the enclosing function or module, also from inside a comprehension
+        n = todo.pop()
+        if isinstance(n, ast.NamedExpr):
             out |= _targets(n.target)
+        todo.extend(c for c in ast.iter_child_nodes(n)
+                    if not isinstance(c, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)))
     return out
 
 
 class _Uses(ast.NodeVisitor):
-    """Names a piece of code reads that it has not bound itself (comprehension, lambda and function
-    scopes, and for-loop targets inside their loop, are its own)."""
+    """Names a statement reads from the module's globals that the cell has not surely bound before it.
 
-    def __init__(self, local: frozenset[str]):
-        self.local = local
+    ``module`` is the stack of names the cell's module scope surely bound so far, one set per enclosing
+    block (shared with the caller, never copied: the analysis stays linear). ``scopes`` are the enclosing
+    scopes inside the statement, innermost last: a function's or lambda's own names ("function"), a
+    comprehension's ("local"), or module names bound by a loop, ``with`` or ``except`` ("module"). A function
+    body runs when it is called, after every cell has run: there the module's names are whatever the last
+    cell bound, so they count as read from outside.
+    """
+
+    def __init__(self, module: list[set[str]]):
+        self.module = module
+        self.scopes: list[tuple[set[str], str]] = []
         self.out: set[str] = set()
 
-    def _with(self, extra: Iterable[str], nodes: Iterable[ast.AST]):
-        saved = self.local
-        self.local = self.local | frozenset(extra)
-        for n in nodes:
-            self.visit(n)
-        self.local = saved
+    def _local(self, name: str) -> bool:
+        in_function = False
+        for names, kind in reversed(self.scopes):
+            if name in names and not (kind == "module" and in_function):
+                return True
+            in_function = in_function or kind == "function"
+        return not in_function and any(name in names for names in self.module)
+
+    def _read(self, name: str) -> None:
+        if name in _DYNAMIC:
+            self.out.add(_EVERYTHING)
+        if not self._local(name):
+            self.out.add(name)
+
+    def _in(self, names: set[str], kind: str, nodes: Iterable[Optional[ast.AST]]) -> None:
+        self.scopes.append((names, kind))
+        try:
+            for n in nodes:
+                if n is not None:
+                    self.visit(n)
+        finally:
+            self.scopes.pop()
 
     def visit_Name(self, n: ast.Name):
-        if n.id in _DYNAMIC:
+        if isinstance(n.ctx, (ast.Load, ast.Del)):  # `del x` needs x too
+            self._read(n.id)
+        elif n.id in _DYNAMIC:
             self.out.add(_EVERYTHING)
-        if isinstance(n.ctx, (ast.Load, ast.Del)) and n.id not in self.local:  # `del x` needs x too
-            self.out.add(n.id)
 
     def visit_Import(self, n: ast.Import):
-        if any(a.name.split(".")[0] in _DYNAMIC for a in n.names):  # import __main__
+        if any(a.name.split(".")[0] in _DYNAMIC for a in n.names):  # import __main__, import builtins
             self.out.add(_EVERYTHING)
 
     def visit_ImportFrom(self, n: ast.ImportFrom):
@@ -132,17 +163,20 @@ class _Uses(ast.NodeVisitor):
             self.out.add(_EVERYTHING)
 
     def visit_Attribute(self, n: ast.Attribute):
-        if n.attr in _DYNAMIC_ATTRS:  # a frame's or a module's namespace, IPython's user_ns
+        if n.attr in _DYNAMIC_ATTRS or (n.attr == "modules" and isinstance(n.value, ast.Name)
+                                        and n.value.id == "sys"):  # a namespace as a whole; sys.modules[...]
             self.out.add(_EVERYTHING)
         self.generic_visit(n)
 
     def visit_AugAssign(self, n: ast.AugAssign):
-        if isinstance(n.target, ast.Name) and n.target.id not in self.local:
-            self.out.add(n.target.id)  # x += 1 reads x first
+        if isinstance(n.target, ast.Name):
+            self._read(n.target.id)  # x += 1 reads x first
         self.generic_visit(n)
 
     def visit_Call(self, n: ast.Call):
         f = n.func
+        if isinstance(f, ast.Attribute) and f.attr in _FRAME_READERS and (n.args or n.keywords):
+            self.out.add(_EVERYTHING)
         if (isinstance(f, ast.Attribute) and f.attr in _MAGIC_CALLS and isinstance(f.value, ast.Call)
                 and isinstance(f.value.func, ast.Name) and f.value.func.id == "get_ipython"):
             name = n.args[0].value if n.args and isinstance(n.args[0], ast.Constant) else None
@@ -152,18 +186,27 @@ class _Uses(ast.NodeVisitor):
                 for c in ast.walk(a):
                     if isinstance(c, ast.Constant) and isinstance(c.value, str):
                         words = set(_WORD.findall(c.value))
-                        self.out.update(words | ({_EVERYTHING} if words & _DYNAMIC else set()))
-                self.visit(a)
+                        self.out.update(w for w in words if not self._local(w))
+                        if words & _DYNAMIC:
+                            self.out.add(_EVERYTHING)
             return
         self.generic_visit(n)
 
     def _comprehension(self, n, elements):
         names: set[str] = set()
-        for i, g in enumerate(n.generators):
-            self._with(names if i else (), [g.iter])
-            names |= _targets(g.target)
-            self._with(names, g.ifs)
-        self._with(names, elements)
+        self.visit(n.generators[0].iter)  # the first iterable is evaluated outside the comprehension
+        self.scopes.append((names, "local"))
+        try:
+            for i, g in enumerate(n.generators):
+                if i:
+                    self.visit(g.iter)
+                names |= _targets(g.target)
+                for c in g.ifs:
+                    self.visit(c)
+            for e in elements:
+                self.visit(e)
+        finally:
+            self.scopes.pop()
 
     def visit_ListComp(self, n):
         self._comprehension(n, [n.elt])
@@ -174,25 +217,34 @@ class _Uses(ast.NodeVisitor):
         self._comprehension(n, [n.key, n.value])
 
     @staticmethod
-    def _params(args: ast.arguments) -> set[str]:
-        every = args.posonlyargs + args.args + args.kwonlyargs + [a for a in (args.vararg, args.kwarg) if a]
-        return {a.arg for a in every}
+    def _every_arg(args: ast.arguments) -> list[ast.arg]:
+        return args.posonlyargs + args.args + args.kwonlyargs + [a for a in (args.vararg, args.kwarg) if a]
+
+    def _at_definition(self, n) -> None:
+        """Decorators, defaults and annotations are evaluated where the function is defined."""
+        args = n.args
+        for d in [*getattr(n, "decorator_list", []), *args.defaults, *[d for d in args.kw_defaults if d],
+                  *[a.annotation for a in self._every_arg(args) if a.annotation is not None],
+                  getattr(n, "returns", None)]:
+            if d is not None:
+                self.visit(d)
 
     def visit_Lambda(self, n: ast.Lambda):
-        self._with((), n.args.defaults + [d for d in n.args.kw_defaults if d])
-        self._with(self._params(n.args), [n.body])
+        self._at_definition(n)
+        self._in({a.arg for a in self._every_arg(n.args)}, "function", [n.body])
 
     def visit_FunctionDef(self, n):
-        self._with((), n.decorator_list + n.args.defaults + [d for d in n.args.kw_defaults if d])
-        inner = self._params(n.args) | (_locals(n.body) - _declared_global(n))
-        self._with(inner, n.body)  # what the body reads from outside is read when the function is called
+        self._at_definition(n)
+        own = {a.arg for a in self._every_arg(n.args)} | (_locals(n.body) - _declared_global(n))
+        self._in(own, "function", n.body)  # run when called: after every cell
 
     visit_AsyncFunctionDef = visit_FunctionDef
 
     def visit_For(self, n):
         self.visit(n.iter)
-        self._with(_targets(n.target), n.body + n.orelse)
-        self.visit(n.target)
+        self._in(_targets(n.target), "local", [*n.body, n.target])
+        for s in n.orelse:  # an empty loop binds nothing before its else
+            self.visit(s)
 
     visit_AsyncFor = visit_For
 
@@ -217,13 +269,19 @@ def _definite(stmt: ast.stmt) -> set[str]:
     return set()
 
 
-def _block(stmts: list[ast.stmt], own: frozenset[str], out: set[str]) -> None:
-    """Reads of a block, statement by statement; a block inside ``if``/``with``/``try``/``for``/``while``
-    starts from what its enclosing block had bound and binds only for itself."""
+def _block(stmts: list[ast.stmt], module: list[set[str]], out: set[str]) -> None:
+    """Reads of a module-level block, statement by statement. A block inside ``if``/``with``/``try``/``for``/
+    ``while`` sees what its enclosing blocks had bound and binds only for itself (``module`` is a stack)."""
+    def nested(body, names=()):
+        module.append(set(names))
+        try:
+            _block(body, module, out)
+        finally:
+            module.pop()
+
     for stmt in stmts:
-        bodies = [getattr(stmt, f, None) for f in ("body", "orelse", "finalbody")]
         if isinstance(stmt, (ast.If, ast.While, ast.With, ast.AsyncWith, ast.Try, ast.For, ast.AsyncFor)):
-            head = _Uses(own)
+            head = _Uses(module)
             if isinstance(stmt, (ast.If, ast.While)):
                 head.visit(stmt.test)
             elif isinstance(stmt, (ast.With, ast.AsyncWith)):
@@ -233,31 +291,34 @@ def _block(stmts: list[ast.stmt], own: frozenset[str], out: set[str]) -> None:
                 head.visit(stmt.iter)
                 head.visit(stmt.target)
             out |= head.out
-            inner = own | (_targets(stmt.target) if isinstance(stmt, (ast.For, ast.AsyncFor)) else frozenset())
-            if isinstance(stmt, (ast.With, ast.AsyncWith)):
-                inner |= set().union(*(_targets(i.optional_vars) for i in stmt.items if i.optional_vars))
-            for body in bodies:
-                if body:
-                    _block(body, frozenset(inner), out)
+            names: set[str] = set()
+            if isinstance(stmt, (ast.For, ast.AsyncFor)):
+                names = _targets(stmt.target)
+            elif isinstance(stmt, (ast.With, ast.AsyncWith)):
+                names = set().union(*(_targets(i.optional_vars) for i in stmt.items if i.optional_vars))
+            nested(stmt.body, names)
+            for field in ("orelse", "finalbody"):  # a for loop's else: the loop may not have run
+                if getattr(stmt, field, None):
+                    nested(getattr(stmt, field), names if isinstance(stmt, (ast.With, ast.AsyncWith)) else ())
             for handler in getattr(stmt, "handlers", []):
-                h = _Uses(own)
+                h = _Uses(module)
                 if handler.type is not None:
                     h.visit(handler.type)
                 out |= h.out
-                _block(handler.body, frozenset(inner | ({handler.name} if handler.name else set())), out)
+                nested(handler.body, {handler.name} if handler.name else ())
             continue
-        v = _Uses(own)
+        v = _Uses(module)
         v.visit(stmt)
         out |= v.out
-        own = own | _definite(stmt)
+        module[-1] |= _definite(stmt)
 
 
 def uses(tree: ast.Module) -> set[str]:
     """Names the cell reads from before it (``"*"``: any name), statement by statement: a name it binds
     by plain assignment, ``def``, ``class`` or ``import`` before reading it (in the same block or one
-    that encloses it) is its own."""
+    that encloses it, and outside any function body) is its own."""
     out: set[str] = set()
-    _block(tree.body, frozenset(), out)
+    _block(tree.body, [set()], out)
     return out
 
 
@@ -346,7 +407,17 @@ def for_lab(lab, course_root: Path) -> Teaching:
     return Teaching()
 
 
+MAX_ANALYSED = 1_000_000  # characters of code: a larger notebook runs every cell (the analysis is linear,
+#                          but nobody's honest notebook is this large)
+
+
 def without_teaching(cells: list[str], teaching: Teaching) -> list[str]:
-    """``cells`` with the left-out teaching cells replaced by a comment (the cells keep their places)."""
-    skip = left_out(cells, teaching)
+    """``cells`` with the left-out teaching cells replaced by a comment (the cells keep their places).
+    Whatever the cells hold, this never raises: when they cannot be analysed, every cell runs."""
+    if not teaching.cells or sum(len(c) for c in cells) > MAX_ANALYSED:
+        return list(cells)
+    try:
+        skip = left_out(cells, teaching)
+    except (Exception, RecursionError, MemoryError):  # noqa: BLE001 - code too deep or odd to read: run it all
+        skip = set()
     return [LEFT_OUT if i in skip else src for i, src in enumerate(cells)]

@@ -42,6 +42,7 @@
 # on a laptop CPU (the last cell prints the time): they use 40 short sentences and cache what they reuse.
 
 # %% nbgrader={"grade": false, "grade_id": "setup", "locked": true, "schema_version": 3, "solution": false}
+import functools
 import importlib.util
 import math
 import time
@@ -297,8 +298,8 @@ print("FP32 against itself:", metrics(FP32, FP32))
 # | `mxfp4` | FP4 E2M1 | an E8M0 (power-of-two) scale per block of 32 weights of a row |
 #
 # All rounding is to nearest, ties to even, as the grader's reference does bit for bit. The next cell
-# quantizes all 36 matrices in each scheme (cached in `QUANTIZED` for the later parts) and measures
-# the model on the 40 sentences.
+# quantizes all 36 matrices in each scheme (`quantized(scheme)`, computed once per scheme and reused by the
+# later parts) and measures the model on the 40 sentences.
 
 # %% nbgrader={"grade": false, "grade_id": "quantizers", "locked": true, "schema_version": 3, "solution": false}
 FLOAT_FORMATS = {"bf16": (8, 7, 127), "fp8_e4m3": (4, 3, 7), "fp4_e2m1": (2, 1, 1)}  # exponent bits, mantissa bits, bias
@@ -363,13 +364,10 @@ def quantize(w, scheme):
     return SCHEMES[scheme][1](torch.as_tensor(w).float())
 
 
-QUANTIZED = {}  # scheme -> {layer: quantized weight}, all 36 layers; filled once, reused below
-
-
+@functools.lru_cache(maxsize=None)
 def quantized(scheme):
-    if scheme not in QUANTIZED:
-        QUANTIZED[scheme] = {name: quantize(W[name], scheme) for name in LAYERS}
-    return QUANTIZED[scheme]
+    # {layer: quantized weight} of all 36 matrices in `scheme`; computed once per scheme, then reused.
+    return {name: quantize(W[name], scheme) for name in LAYERS}
 
 
 # %% nbgrader={"grade": false, "grade_id": "format_table", "locked": true, "schema_version": 3, "solution": false} tags=["teaching"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 from typing import Any, Sequence
 
 import numpy as np
@@ -41,15 +42,30 @@ def environment(fn):
     """
     @functools.wraps(fn)
     def wrapped(*args, **kwargs):
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
+        _one_thread(+1)
         try:
             return fn(*args, **kwargs)
         except ModelMissing as exc:
             raise EnvironmentFault(f"the grading machine cannot run the MiniLM reference: {exc}") from None
         finally:
-            torch.set_num_threads(threads)
+            _one_thread(-1)
     return wrapped
+
+
+_THREADS = {"depth": 0, "saved": 1}
+_THREADS_LOCK = threading.Lock()
+
+
+def _one_thread(step: int) -> None:
+    """torch's thread count is the process's: the first reference computation to start (of any thread: the
+    self-check's warm thread runs beside the checks) sets it to 1, the last to end restores it."""
+    with _THREADS_LOCK:
+        if step > 0 and _THREADS["depth"] == 0:
+            _THREADS["saved"] = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _THREADS["depth"] += step
+        if step < 0 and _THREADS["depth"] == 0:
+            torch.set_num_threads(_THREADS["saved"])
 
 
 def public_sentences(n: int | None = None) -> list[str]:
@@ -104,15 +120,17 @@ def as_int(value: Any, what: str) -> int:
 from . import sensitivity, plan, activations  # noqa: E402,F401  (registers the checks, in the notebook's order)
 
 
-def warm_public() -> None:
+def warm_public(stop=None) -> None:
     """Compute, and cache, the reference values of the public checks, in the order they run (``LAB.warm``:
-    the self-check runs it while the notebook runs)."""
+    the self-check runs it while the notebook runs); returns early once ``stop`` (an Event) is set."""
     from . import activations, plan, sensitivity
 
-    for layer in sensitivity.PUBLIC_INT8:
-        layer_drop(public_sentences(10), "int8", layer)
-    for layer in sensitivity.PUBLIC_NVFP4:
-        layer_drop(public_sentences(20)[10:], "nvfp4", layer)
-    plan.uniform_best_bytes()
-    environment(A.fp32_embeddings)(public_sentences())  # what every plan's cosine is measured against
-    activations.w8a8_reference(public_sentences(10))
+    steps = [*(lambda n=n: layer_drop(public_sentences(10), "int8", n) for n in sensitivity.PUBLIC_INT8),
+             *(lambda n=n: layer_drop(public_sentences(20)[10:], "nvfp4", n) for n in sensitivity.PUBLIC_NVFP4),
+             plan.uniform_best_bytes,
+             lambda: environment(A.fp32_embeddings)(public_sentences()),  # every plan's cosine is measured against it
+             lambda: activations.w8a8_reference(public_sentences(10))]
+    for step in steps:
+        if stop is not None and stop.is_set():
+            return
+        step()
