@@ -88,7 +88,7 @@ def grade_cells(cells: list[str], *, label: str = "notebook", exercises: Optiona
     groups = lab.exercises.by_exercise()
     wanted = exercises or list(groups)
     allow_fallback = LEVELS.index(settings.min_isolation) < LEVELS.index("namespaces")
-    if not run_teaching_cells:
+    if not run_teaching_cells:  # (neither call raises: code it cannot read runs as it is)
         cells = teaching.without_teaching(list(cells), teaching.for_lab(lab, settings.course_root))
     with Sandbox(cells, limits=settings.limits, level=settings.isolation, course_root=settings.course_root,
                  device=settings.device, allow_fallback=allow_fallback,

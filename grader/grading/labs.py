@@ -92,7 +92,16 @@ def _entry_point_labs() -> dict[str, Lab]:
         if lab.id != ep.name:
             raise ValueError(f"entry point {ep.name} = {ep.value} declares lab {lab.id!r}; name the entry point {lab.id!r}")
         out[lab.id] = lab
+        _HOMES[id(lab)] = Path(getattr(sys.modules.get(ep.module), "__file__", "") or "").resolve().parent
     return out
+
+
+_HOMES: dict[int, Path] = {}  # id(lab) -> the folder of the package that declares it (labs/<id>/)
+
+
+def lab_folder(lab: Lab) -> Optional[Path]:
+    """The folder of the package that declares ``lab`` (``<course>/labs/<id>/``), as found; None if unknown."""
+    return _HOMES.get(id(lab))
 
 
 def _folder_labs(course_root: Path) -> dict[str, Lab]:
@@ -121,6 +130,7 @@ def _folder_labs(course_root: Path) -> dict[str, Lab]:
         if lab.id != lab_id:
             raise ValueError(f"{init}: LAB.id is {lab.id!r}, the folder is {lab_id!r}; they must be the same")
         out[lab.id] = lab
+        _HOMES[id(lab)] = init.resolve().parent
     return out
 
 
@@ -250,7 +260,7 @@ def _lab_modules(lab: Lab) -> list:
 
 
 __all__ = ["ENTRY_POINT_GROUP", "Lab", "Registry", "UnknownLab", "all_labs", "get_lab", "lab_for_notebook",
-           "installed", "resolve", "trusted_paths"]
+           "installed", "lab_folder", "resolve", "trusted_paths"]
 
 
 def edit_cell(cell: str, old: str, new: str) -> Callable[[dict], dict]:

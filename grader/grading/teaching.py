@@ -392,18 +392,21 @@ def teaching_sources(notebook: Path) -> Teaching:
 
 def for_lab(lab, course_root: Path) -> Teaching:
     """The lab's teaching cells, from its instructor notebook, else its release: in the course given, else
-    in the course the lab's package lies in (``<course>/labs/<id>/``: a self-check outside the course)."""
-    from .labs import _lab_modules
+    in the course the lab's package lies in (``<course>/labs/<id>/``: a self-check outside the course).
+    Never raises: when the notebook cannot be found or read, no cell is left out."""
+    from .labs import lab_folder
 
-    roots = [Path(course_root)]
-    for mod in _lab_modules(lab):
-        here = Path(getattr(mod, "__file__", "") or "").resolve()
-        if here.name == "__init__.py" and len(here.parents) > 2:
-            roots.append(here.parents[2])
-    for root in roots:
-        for nb in (lab.model_solution(root), root / "assignments" / lab.id / f"{lab.notebook_name}.ipynb"):
-            if nb.is_file():
-                return teaching_sources(nb)
+    try:
+        roots = [Path(course_root)]
+        home = lab_folder(lab)
+        if home is not None and len(home.parents) > 1:
+            roots.append(home.parents[1])
+        for root in roots:
+            for nb in (lab.model_solution(root), root / "assignments" / lab.id / f"{lab.notebook_name}.ipynb"):
+                if nb.is_file():
+                    return teaching_sources(nb)
+    except (OSError, ValueError, TypeError, AttributeError):
+        pass
     return Teaching()
 
 
