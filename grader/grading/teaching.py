@@ -2,7 +2,7 @@
 
 A lab's notebook teaches with cells that print a table, draw a plot or compare two computations. Their
 output is for the reader; no check needs it. The instructor tags such a cell ``teaching`` in the lab's
-notebook (in the jupytext source: ``# %% tags=["teaching"]``; in Jupyter: the cell's tags). When a
+notebook (in the jupytext source: ``# %% nbgrader={...} tags=["teaching"]``; in Jupyter: the cell's tags). When a
 submission is graded or self-checked, a code cell whose source is exactly a tagged cell of the lab's
 notebook runs as an empty cell, unless a cell that does run uses a name it binds. So:
 
@@ -14,10 +14,13 @@ notebook runs as an empty cell, unless a cell that does run uses a name it binds
 - the cell keeps its place, so cell numbers in notes are the notebook's.
 
 Names are read from the code (``ast``), statement by statement: a cell that binds a name before it uses
-it (``t = time.perf_counter()`` ... ``t``) does not need another cell's ``t``. What the code cannot show is
-the author's to keep true: a teaching cell must change no state another cell reads (no global random
-draws, no in-place edits of shared objects, no files). ``tests/test_teaching_cells.py`` grades every lab's
-model solution and demo mistakes with and without teaching cells and requires identical results.
+it (``t = time.perf_counter()`` ... ``t``) does not need another cell's ``t``; a function's body runs when
+it is called, after every cell, so the module names it reads count as read. Code the analysis cannot read
+(too deep, too large) leaves nothing out. What the code cannot show is the author's to keep true: a
+teaching cell must change no state another cell reads (no global random draws, no in-place edits of shared
+objects such as a cache in a global dict, no files). ``tests/test_teaching_cells.py`` runs each lab's
+notebook with and without its teaching cells and compares every other global, and grades each lab's model
+solution both ways and requires identical results.
 """
 
 from __future__ import annotations
