@@ -30,6 +30,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_class  # noqa: E402 - the class benchmark's environment for nbgrader
 
 
 def _median(fn, repeat: int) -> float:
@@ -88,8 +91,7 @@ def nbgrader_share(lab_id: str, size: int, jobs: int) -> dict[str, float]:
     course = Path(tempfile.mkdtemp(prefix=f"profile-{lab_id}-"))
     try:
         demo.copy_course(course)
-        env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
-               "LAB_GRADER_JOBS": str(jobs)}
+        env = bench_class.env(jobs)  # the course's Python first on PATH, the grading-ahead pool's size
         subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", lab_id, "--force"], cwd=course,
                        env=env, capture_output=True, check=True)
         release = course / "assignments" / lab_id / f"{lab_id}.ipynb"

@@ -216,7 +216,7 @@ def test_the_self_check_warms_a_labs_references_once_in_the_background():
     assert len(cleanups) == 1
     cleanups[0]()  # the end of the run: told to stop and joined, never left running at exit
     assert not [t for t in threading.enumerate() if t.name == "self-check-warm-warmdemo"]
-    selfcheck._warm_references(Lab(id="coldemo", title="cold", exercises=registry("coldemo")))  # no warm: nothing
+    selfcheck._warm_references(Lab(id="coldemo", title="cold", exercises=registry("coldemo")), Config())  # no warm: nothing
 
 
 def test_a_function_body_reads_the_modules_names_when_it_is_called_after_every_cell():

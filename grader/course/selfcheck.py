@@ -191,7 +191,7 @@ def _warm_sandbox() -> None:
     t.start()
 
 
-def _warm_references(lab, config=None) -> None:
+def _warm_references(lab, config) -> None:
     """Start the lab's ``warm`` (the public checks' reference values) in the background, once per lab, so it
     computes while the sandbox runs the notebook and the student's side of each check. A failure is left for
     the check that needs the value to report. At the end of the run the thread is told to stop and joined
@@ -216,12 +216,7 @@ def _warm_references(lab, config=None) -> None:
         stop.set()
         t.join()
 
-    if config is not None:
-        config.add_cleanup(finish)
-    else:
-        import atexit
-
-        atexit.register(finish)
+    config.add_cleanup(finish)
 
 
 _WARMED: set = set()

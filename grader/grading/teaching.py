@@ -113,23 +113,20 @@ class _Uses(ast.NodeVisitor):
 
     ``module`` is the stack of names the cell's module scope surely bound so far, one set per enclosing
     block (shared with the caller, never copied: the analysis stays linear). ``scopes`` are the enclosing
-    scopes inside the statement, innermost last: a function's or lambda's own names ("function"), a
-    comprehension's ("local"), or module names bound by a loop, ``with`` or ``except`` ("module"). A function
-    body runs when it is called, after every cell has run: there the module's names are whatever the last
-    cell bound, so they count as read from outside.
+    scopes inside the statement, innermost last, each with whether it is a function's or lambda's (else a
+    comprehension's or a loop's). A function body runs when it is called, after every cell has run: there
+    the module's names are whatever the last cell bound, so they count as read from outside.
     """
 
     def __init__(self, module: list[set[str]]):
         self.module = module
-        self.scopes: list[tuple[set[str], str]] = []
+        self.scopes: list[tuple[set[str], bool]] = []  # (names, a function's)
         self.out: set[str] = set()
 
     def _local(self, name: str) -> bool:
-        in_function = False
-        for names, kind in reversed(self.scopes):
-            if name in names and not (kind == "module" and in_function):
-                return True
-            in_function = in_function or kind == "function"
+        if any(name in names for names, _ in self.scopes):
+            return True
+        in_function = any(is_function for _, is_function in self.scopes)
         return not in_function and any(name in names for names in self.module)
 
     def _read(self, name: str) -> None:
@@ -138,8 +135,8 @@ class _Uses(ast.NodeVisitor):
         if not self._local(name):
             self.out.add(name)
 
-    def _in(self, names: set[str], kind: str, nodes: Iterable[Optional[ast.AST]]) -> None:
-        self.scopes.append((names, kind))
+    def _in(self, names: set[str], is_function: bool, nodes: Iterable[Optional[ast.AST]]) -> None:
+        self.scopes.append((names, is_function))
         try:
             for n in nodes:
                 if n is not None:
@@ -198,7 +195,7 @@ class _Uses(ast.NodeVisitor):
     def _comprehension(self, n, elements):
         names: set[str] = set()
         self.visit(n.generators[0].iter)  # the first iterable is evaluated outside the comprehension
-        self.scopes.append((names, "local"))
+        self.scopes.append((names, False))
         try:
             for i, g in enumerate(n.generators):
                 if i:
@@ -234,18 +231,18 @@ class _Uses(ast.NodeVisitor):
 
     def visit_Lambda(self, n: ast.Lambda):
         self._at_definition(n)
-        self._in({a.arg for a in self._every_arg(n.args)}, "function", [n.body])
+        self._in({a.arg for a in self._every_arg(n.args)}, True, [n.body])
 
     def visit_FunctionDef(self, n):
         self._at_definition(n)
         own = {a.arg for a in self._every_arg(n.args)} | (_locals(n.body) - _declared_global(n))
-        self._in(own, "function", n.body)  # run when called: after every cell
+        self._in(own, True, n.body)  # run when called: after every cell
 
     visit_AsyncFunctionDef = visit_FunctionDef
 
     def visit_For(self, n):
         self.visit(n.iter)
-        self._in(_targets(n.target), "local", [*n.body, n.target])
+        self._in(_targets(n.target), False, [*n.body, n.target])
         for s in n.orelse:  # an empty loop binds nothing before its else
             self.visit(s)
 
@@ -325,13 +322,15 @@ def uses(tree: ast.Module) -> set[str]:
     return out
 
 
-def _parse(src: str) -> Optional[ast.Module]:
+def _parse(src: str, transformer=None) -> Optional[ast.Module]:
     """The cell as Python, after IPython's own transforms (magics, ``!``); None if it does not parse (then
     it raises before running anything, so it reads nothing)."""
     try:
-        from IPython.core.inputtransformer2 import TransformerManager
+        if transformer is None:
+            from IPython.core.inputtransformer2 import TransformerManager
 
-        code = TransformerManager().transform_cell(src)
+            transformer = TransformerManager()
+        code = transformer.transform_cell(src)
     except Exception:  # noqa: BLE001 - IPython missing or a transformer oddity: read it as plain Python
         code = src
     try:
@@ -355,7 +354,13 @@ def left_out(cells: list[str], teaching: Teaching) -> set[int]:
     candidates = {i for i, src in enumerate(cells) if _normal(src) in teaching.cells}
     if not candidates:
         return set()
-    trees = [_parse(src) for src in cells]
+    try:
+        from IPython.core.inputtransformer2 import TransformerManager
+
+        transformer = TransformerManager()  # one per notebook
+    except Exception:  # noqa: BLE001 - IPython missing: cells are read as plain Python
+        transformer = None
+    trees = [_parse(src, transformer) for src in cells]
     bound = {i: binds(trees[i]) if trees[i] is not None else {_EVERYTHING} for i in candidates}
     read = [uses(t) if t is not None else set() for t in trees]
     for i, src in enumerate(cells):
